@@ -1,0 +1,142 @@
+"""The one base config: every key genjax reads is declared here, with its default.
+
+Experiment configs (`experiments/configs/<name>.py:get_config(arg)`) start from
+`base_config()` and change values; they cannot add keys, so a typo fails loudly. Durations
+become steps in one place, `steps_per_epoch`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import ml_collections
+
+FAMILIES = ("gan",)
+PARALLEL_MODES = ("jit", "shard_map")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Model.
+  c.family = "gan"            # Which training task: see genjax.train.tasks.
+  c.model = "mlp_gan"         # Key of genjax.models.GAN_MODELS.
+  c.model_args = ml_collections.ConfigDict({"dropout_rate": 0.3})
+  c.latent_dim = 100
+  c.compute_dtype = "float32"  # 'bfloat16': bf16 compute, fp32 params and optimizer.
+  # Data.
+  c.dataset = "digits"
+  c.data_dir = ""             # Empty: $GENJAX_DATA_DIR, else tensorflow-datasets.
+  c.data_source = "auto"      # 'auto' | 'idx' | 'tfds'.
+  # Optimisation (the tutorial's: BCE, Adam(2e-4), batch 64).
+  c.loss = "non_saturating"
+  c.batch_size = 64
+  c.epochs = 100
+  c.lr_g = 2e-4
+  c.lr_d = 2e-4
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  # Parallelism: 'jit' (jit + NamedSharding over a ('data',) mesh, the compiler inserts the
+  # gradient all-reduce) or 'shard_map' (per-device code with an explicit pmean).
+  c.parallel = "jit"
+  c.num_devices = 0           # 0: all local devices.
+  # Host loop.
+  c.checkpoint_every = 10     # Epochs between checkpoints (the last epoch always saves).
+  c.keep_checkpoints = 3
+  c.keep_best_metric = ""     # e.g. 'g_loss': also keep the best checkpoint by this metric.
+  c.keep_best_mode = "min"
+  c.sample_every = 1          # Epochs between sample-grid PNGs.
+  c.num_grid = 64
+  c.progress_bar = True
+  c.tensorboard = True
+  return c
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
+  """Whole batches per epoch: the remainder is dropped so every step has one shape."""
+  steps = num_examples // config.batch_size
+  if steps < 1:
+    raise ValueError(f"batch_size {config.batch_size} exceeds the {num_examples} training "
+                     "examples: no full batch fits in an epoch.")
+  return steps
+
+
+def _known_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  out = []
+  for k, v in config.items():
+    out += _known_keys(v, f"{prefix}{k}.") if isinstance(v, ml_collections.ConfigDict) else [
+        prefix + k]
+  return out
+
+
+def override(config: ml_collections.ConfigDict, values: Mapping[str, Any]
+             ) -> ml_collections.ConfigDict:
+  """Returns a copy with dotted keys (`'model_args.dropout_rate'`) set; unknown keys and
+  values of the wrong type raise one error naming the key."""
+  out = ml_collections.ConfigDict(config.to_dict())
+  known = _known_keys(out)
+  for key, value in values.items():
+    if key not in known:
+      raise KeyError(f"Unknown config key {key!r}. Known keys: {', '.join(sorted(known))}.")
+    *parents, leaf = key.split(".")
+    node = out
+    for p in parents:
+      node = node[p]
+    old = node[leaf]
+    if isinstance(old, bool) != isinstance(value, bool) or (
+        not isinstance(value, type(old)) and not (isinstance(old, float)
+                                                  and isinstance(value, int))):
+      raise TypeError(f"Config key {key!r} expects {type(old).__name__}, got "
+                      f"{type(value).__name__} {value!r}.")
+    node[leaf] = type(old)(value)
+  return out
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the values genjax cannot work with, naming the key."""
+  from genjax import data, models  # pylint: disable=import-outside-toplevel
+
+  extra = set(_known_keys(config)) - set(_known_keys(base_config()))
+  # Model-specific keys under model_args are the only open part.
+  extra = {k for k in extra if not k.startswith("model_args.")}
+  if extra:
+    raise KeyError(f"Unknown config keys {sorted(extra)}; every key must be declared in "
+                   "genjax.config.base_config().")
+  if config.family not in FAMILIES:
+    raise ValueError(f"config.family={config.family!r}; known families: {FAMILIES}.")
+  if config.dataset not in data.DATASETS:
+    raise ValueError(f"config.dataset={config.dataset!r}; known datasets: {data.DATASETS}.")
+  if config.parallel not in PARALLEL_MODES:
+    raise ValueError(f"config.parallel={config.parallel!r}; use one of {PARALLEL_MODES}.")
+  models.compute_dtype(config.compute_dtype)
+  for key in ("batch_size", "epochs", "checkpoint_every", "sample_every", "latent_dim"):
+    if int(config[key]) < 1:
+      raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
+  if config.num_devices < 0:
+    raise ValueError(f"config.num_devices must be >= 0 (0 = all), got {config.num_devices}.")
+  if config.keep_best_mode not in ("min", "max"):
+    raise ValueError(f"config.keep_best_mode must be 'min' or 'max', got "
+                     f"{config.keep_best_mode!r}.")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Rebuilds a saved config on top of the base, so keys added since still get defaults."""
+  saved = json.loads(text)
+  out = base_config()
+  for key, value in saved.items():
+    out[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+  return out
+
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir!r} is not a genjax work directory "
+                            "(train one with experiments/train.py --workdir=...).")
+  with open(path) as f:
+    return from_json(f.read())

@@ -1,0 +1,1 @@
+"""Evaluation: pictures now; metrics on classifier features live beside them."""

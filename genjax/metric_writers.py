@@ -1,0 +1,55 @@
+"""Where per-epoch scalars go: `metrics.jsonl` and TensorBoard event files."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+
+class JsonlWriter:
+  """Appends one JSON object per call; reopening the file continues it (for resume)."""
+
+  def __init__(self, path: str):
+    self.path = path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
+              + "\n")
+
+  def close(self) -> None:
+    pass
+
+
+class TensorboardWriter:
+  def __init__(self, logdir: str):
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
+    self._writer = SummaryWriter(logdir)
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    for k, v in scalars.items():
+      self._writer.add_scalar(k, float(v), int(step))
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+class MultiWriter:
+  def __init__(self, writers):
+    self.writers = list(writers)
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    for w in self.writers:
+      w.write(step, scalars)
+
+  def close(self) -> None:
+    for w in self.writers:
+      w.close()
+
+
+def read_jsonl(path: str) -> list[dict]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,33 @@
+"""What the host loop needs from a model family, as three pure functions.
+
+A `Task` is to the loop what a `GradientTransformation` is to optax: pure functions over a
+pytree state, no hidden state. Every task state carries `step` (int32 scalar) and `key`
+(uint32[2]); the rest is the family's own.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+Batch = dict  # {'image': f32[B,H,W,C] in [-1,1], 'label': i32[B]}
+
+
+class Task(NamedTuple):
+  # init(key, example_batch) -> state
+  init: Callable[[jax.Array, Batch], Any]
+  # make_step(axis_name) -> step(state, batch) -> (state, metrics). With an axis name the
+  # step runs per device (shard_map) and averages its gradients over that axis.
+  make_step: Callable[[str | None], Callable[[Any, Batch], tuple[Any, dict]]]
+  # sample(state, key, num, labels) -> f32[num,H,W,C] in [-1,1]; labels may be None.
+  sample: Callable[[Any, jax.Array, int, jax.Array | None], jax.Array]
+  conditional: bool = False
+
+
+def get_task(config) -> Task:
+  """The task of `config.family`."""
+  if config.family == "gan":
+    from genjax.train.gan import make_gan_task  # pylint: disable=import-outside-toplevel
+
+    return make_gan_task(config)
+  raise ValueError(f"Unknown model family {config.family!r}.")
