@@ -35,8 +35,7 @@ def load_tfds(name: str, split: str, *, data_dir: str | None, download: bool
   n = len(source)
   if n == 0:
     raise ValueError(f"TFDS dataset {name!r} split {split!r} is empty.")
-  records = source.__getitems__(list(range(n))) if hasattr(source, "__getitems__") else [
-      source[i] for i in range(n)]
+  records = [source[i] for i in range(n)]
   images = np.stack([np.asarray(r["image"], np.uint8) for r in records])
   labels = np.asarray([int(r["label"]) for r in records], np.int32)
   return images, labels

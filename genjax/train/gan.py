@@ -15,7 +15,7 @@ import optax
 
 from genjax import models
 from genjax.train.losses import get_loss
-from genjax.train.task import Task
+from genjax.train.task import Task, average_over, per_device
 
 
 @flax.struct.dataclass
@@ -33,11 +33,26 @@ def make_optimizers(config) -> tuple[optax.GradientTransformation, ...]:
   return adam(config.lr_g), adam(config.lr_d)
 
 
-def _step_keys(state: GanState, axis_name: str | None) -> jax.Array:
+def _step_keys(state: GanState, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
+  """(noise key, dropout key) of this step. The noise key is the same on every device: each
+  draws z for the global batch and keeps its slice, as one device would. Dropout masks are
+  drawn per device (their shape is the local batch), keyed by the device's index."""
   key = jax.random.fold_in(state.key, state.step)
-  if axis_name is not None:  # Each device draws its own noise and dropout.
-    key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-  return jax.random.split(key, 4)
+  k_noise, k_drop = jax.random.split(key)
+  if axis_name is not None:
+    k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(axis_name))
+  return k_noise, k_drop
+
+
+def _local_normal(key: jax.Array, local_batch: int, dim: int, axis_name: str | None
+                  ) -> jax.Array:
+  """z [local_batch, dim]: this device's rows of the global batch's noise."""
+  if axis_name is None:
+    return jax.random.normal(key, (local_batch, dim))
+  devices = jax.lax.psum(1, axis_name)
+  z = jax.random.normal(key, (local_batch * devices, dim))
+  return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * local_batch,
+                                      local_batch)
 
 
 def make_gan_task(config) -> Task:
@@ -55,7 +70,8 @@ def make_gan_task(config) -> Task:
                     d_params=d_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))
 
   def make_step(axis_name: str | None = None):
-    mean = (lambda t: jax.lax.pmean(t, axis_name)) if axis_name else (lambda t: t)
+    def mean(tree):
+      return average_over(tree, axis_name)
 
     def d_objective(d_params, g_params, real, z, k_drop):
       fake = jax.lax.stop_gradient(generator.apply(g_params, z))
@@ -75,16 +91,18 @@ def make_gan_task(config) -> Task:
 
     def step(state: GanState, batch: dict) -> tuple[GanState, dict]:
       real = batch["image"]  # [B, H, W, C]
-      k_zd, k_dd, k_zg, k_dg = _step_keys(state, axis_name)
-      z_d = jax.random.normal(k_zd, (real.shape[0], latent_dim))
+      k_noise, k_drop = _step_keys(state, axis_name)
+      k_zd, k_zg = jax.random.split(k_noise)
+      k_dd, k_dg = jax.random.split(k_drop)
+      z_d = _local_normal(k_zd, real.shape[0], latent_dim, axis_name)
       d_grads, d_metrics = jax.grad(d_objective, has_aux=True)(
-          state.d_params, state.g_params, real, z_d, k_dd)
+          per_device(state.d_params, axis_name), state.g_params, real, z_d, k_dd)
       d_updates, d_opt = d_tx.update(mean(d_grads), state.d_opt, state.d_params)
       d_params = optax.apply_updates(state.d_params, d_updates)
 
-      z_g = jax.random.normal(k_zg, (real.shape[0], latent_dim))
+      z_g = _local_normal(k_zg, real.shape[0], latent_dim, axis_name)
       g_grads, g_metrics = jax.grad(g_objective, has_aux=True)(
-          state.g_params, d_params, z_g, k_dg)
+          per_device(state.g_params, axis_name), d_params, z_g, k_dg)
       g_updates, g_opt = g_tx.update(mean(g_grads), state.g_opt, state.g_params)
       g_params = optax.apply_updates(state.g_params, g_updates)
 

@@ -5,8 +5,9 @@ State and the device-resident dataset are replicated; each step's batch is split
   * 'jit': the step is written for the global batch; a sharding constraint splits the batch
     and XLA's partitioner inserts the gradient all-reduce. Random draws are those of the
     global batch, so N devices compute the single-device step.
-  * 'shard_map': the step runs per device on its batch shard, draws its noise from
-    `fold_in(key, axis_index)` and averages its gradients with `lax.pmean`.
+  * 'shard_map': the step runs per device on its batch shard and averages its gradients with
+    `lax.pmean`. Noise is the global batch's, sliced; dropout masks are drawn per device
+    (`fold_in(key, axis_index)`), so only they differ from the single-device step.
 """
 from __future__ import annotations
 

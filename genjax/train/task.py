@@ -31,3 +31,18 @@ def get_task(config) -> Task:
 
     return make_gan_task(config)
   raise ValueError(f"Unknown model family {config.family!r}.")
+
+
+def per_device(tree, axis_name: str | None):
+  """Marks replicated parameters as varying over `axis_name` before `jax.grad`.
+
+  Inside `shard_map`, the gradient of a replicated (axis-invariant) input is summed over the
+  axis automatically. Data parallelism wants each device's own gradient, averaged by
+  `average_over`; casting the parameters to varying first gives exactly that.
+  """
+  return tree if axis_name is None else jax.lax.pcast(tree, axis_name, to="varying")
+
+
+def average_over(tree, axis_name: str | None):
+  """The mean over devices of a per-device pytree (identity without an axis)."""
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)

@@ -1,0 +1,45 @@
+"""Shared test helpers: small configs, subprocess runs with fake devices, the data dir."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code_or_args, *, devices: int = 1, timeout: int = 600, env: dict | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+  """Runs Python in a fresh process (a script's args list, or code as a string) with
+  `devices` fake CPU devices; returns the completed process."""
+  full_env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+              "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+              "JAX_PLATFORMS": "cpu", **(env or {})}
+  args = ["-c", code_or_args] if isinstance(code_or_args, str) else list(code_or_args)
+  proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True,
+                        text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"subprocess failed ({proc.returncode}):\nSTDOUT:\n{proc.stdout[-3000:]}"
+                         f"\nSTDERR:\n{proc.stderr[-5000:]}")
+  return proc
+
+
+def real_data_dir() -> str:
+  """$GENJAX_DATA_DIR, or skip the test with a message saying how to enable it."""
+  path = os.environ.get("GENJAX_DATA_DIR", "")
+  if not path or not os.path.isdir(os.path.join(path, "mnist")):
+    pytest.skip("needs the real MNIST IDX files: set GENJAX_DATA_DIR to a folder holding "
+                "mnist/ (e.g. ../shared/data); CI sets it.")
+  return path
+
+
+@pytest.fixture
+def smoke_config():
+  """The reference GAN's :smoke config on digits."""
+  from genjax import config as config_lib
+
+  return config_lib.override(config_lib.base_config(), {
+      "epochs": 2, "checkpoint_every": 1, "sample_every": 1, "num_grid": 16,
+      "progress_bar": False, "tensorboard": False})

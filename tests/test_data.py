@@ -1,0 +1,119 @@
+"""The data layer: embedded digits, IDX files, the TFDS path (mocked) and its errors."""
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from genjax import data
+from tests.conftest import real_data_dir
+
+
+def _write_idx_dataset(root, name="mnist", n=12, gz=True, split="train"):
+  rng = np.random.RandomState(0)
+  images = rng.randint(0, 256, (n, 28, 28), dtype=np.uint8)
+  labels = rng.randint(0, 10, (n,), dtype=np.uint8)
+  folder = os.path.join(root, name)
+  os.makedirs(folder, exist_ok=True)
+  prefix = "train" if split == "train" else "t10k"
+  for kind, arr, dims in (("images", images, 3), ("labels", labels, 1)):
+    path = os.path.join(folder, f"{prefix}-{kind}-idx{dims}-ubyte")
+    raw = data.encode_idx(arr)
+    if gz:
+      with gzip.open(path + ".gz", "wb") as f:
+        f.write(raw)
+    else:
+      with open(path, "wb") as f:
+        f.write(raw)
+  return images, labels
+
+
+def test_digits_is_mnist_shaped_and_split():
+  train, test = data.load("digits", "train"), data.load("digits", "test")
+  assert train.images.shape == (1438, 28, 28, 1) and test.images.shape == (359, 28, 28, 1)
+  assert train.images.dtype == np.uint8 and train.labels.dtype == np.int32
+  assert train.images.max() == 255 and set(np.unique(train.labels)) == set(range(10))
+  # The digit sits in the central 20x20 box, like MNIST; the border is black.
+  assert train.images[:, :4].max() == 0 and train.images[:, 24:].max() == 0
+  # Train and test are disjoint images.
+  flat = {im.tobytes() for im in train.images}
+  assert not any(im.tobytes() in flat for im in test.images)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_files_round_trip(tmp_path, gz):
+  images, labels = _write_idx_dataset(tmp_path, gz=gz)
+  ds = data.load("mnist", "train", data_dir=str(tmp_path))
+  np.testing.assert_array_equal(ds.images[..., 0], images)
+  np.testing.assert_array_equal(ds.labels, labels)
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+  images, _ = _write_idx_dataset(tmp_path, name="fashion_mnist", split="test")
+  monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path))
+  np.testing.assert_array_equal(data.load("fashion_mnist", "test").images[..., 0], images)
+
+
+def test_malformed_idx_gets_clear_errors(tmp_path):
+  with pytest.raises(data.IdxFormatError, match="bad magic number 0x00000903"):
+    data.idx.parse_idx(bytes([0, 0, 9, 3]) + bytes(12))
+  good = data.encode_idx(np.zeros((2, 28, 28), np.uint8))
+  with pytest.raises(data.IdxFormatError, match="truncated or corrupt"):
+    data.idx.parse_idx(good[:-5])
+  _write_idx_dataset(tmp_path)
+  path = os.path.join(tmp_path, "mnist", "train-images-idx3-ubyte.gz")
+  with open(path, "wb") as f:
+    f.write(b"not gzip at all")
+  with pytest.raises(data.IdxFormatError, match="train-images-idx3-ubyte.gz"):
+    data.load("mnist", "train", data_dir=str(tmp_path))
+
+
+def test_unknown_dataset_split_and_source():
+  with pytest.raises(ValueError, match="Unknown dataset 'cifar10'; known datasets: digits"):
+    data.load("cifar10")
+  with pytest.raises(ValueError, match="Unknown split 'validation'"):
+    data.load("digits", "validation")
+  with pytest.raises(ValueError, match="Unknown data source 'web'"):
+    data.load("mnist", source="web")
+
+
+def test_missing_data_dir_and_files_say_where(tmp_path):
+  missing = str(tmp_path / "nope")
+  with pytest.raises(data.DatasetNotFoundError, match=f"data dir '{missing}' does not exist"):
+    data.load("mnist", data_dir=missing)
+  with pytest.raises(data.DatasetNotFoundError,
+                     match=r"no IDX file at .*kmnist/train-images-idx3-ubyte.gz"):
+    data.load("kmnist", data_dir=str(tmp_path))
+
+
+def test_tfds_path_with_mock_data():
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=7):
+    ds = data.load("mnist", "train", source="tfds")
+  assert ds.images.shape == (7, 28, 28, 1) and ds.images.dtype == np.uint8
+  assert ds.labels.shape == (7,) and ds.labels.dtype == np.int32
+
+
+def test_tfds_failure_explains_offline_route(monkeypatch):
+  def broken(*args, **kwargs):
+    raise ConnectionError("no network")
+
+  monkeypatch.setattr(data, "load_tfds", broken)
+  monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+  with pytest.raises(data.DatasetNotFoundError, match="set \\$GENJAX_DATA_DIR"):
+    data.load("mnist")
+
+
+def test_real_mnist_files():
+  path = real_data_dir()
+  test = data.load("mnist", "test", data_dir=path)
+  assert test.images.shape == (10000, 28, 28, 1)
+  # The published class counts of the MNIST test set.
+  assert np.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
+                                               974, 1009]
+
+
+def test_to_float_matches_tutorial_normalisation():
+  x = np.array([0, 255, 127], np.uint8)
+  np.testing.assert_allclose(data.to_float(x), [-1.0, 1.0, 127 / 127.5 - 1], atol=1e-7)
