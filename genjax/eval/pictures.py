@@ -44,12 +44,12 @@ def save_grid(images, path: str, ncol: int | None = None, scale: int = 2) -> str
 def save_curves(records: Sequence[Mapping[str, float]], keys: Sequence[str], path: str,
                 x_key: str = "epoch", title: str = "") -> str:
   """Line plot of `keys` against `x_key` from a list of metric records."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
+  # A bare Figure renders without pyplot, so no global backend is switched: a notebook's
+  # inline plots keep working after training.
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
-  fig, ax = plt.subplots(figsize=(6, 3.5))
+  fig = Figure(figsize=(6, 3.5))
+  ax = fig.subplots()
   for key in keys:
     pts = [(r[x_key], r[key]) for r in records if key in r and x_key in r]
     if pts:
@@ -62,5 +62,4 @@ def save_curves(records: Sequence[Mapping[str, float]], keys: Sequence[str], pat
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
-  plt.close(fig)
   return path
