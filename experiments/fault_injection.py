@@ -242,13 +242,21 @@ def main() -> None:
   refs, results = {}, {"kill": [], "corrupt": []}
   kinds = ("train", "save", "async_save", "train", "save", "sigterm")
   for i in range(args.kill_trials):
-    r = kill_trial(root, i, i % args.seeds, kinds[i % len(kinds)], cache_dir, refs, rng)
+    try:
+      r = kill_trial(root, i, i % args.seeds, kinds[i % len(kinds)], cache_dir, refs, rng)
+    except Exception as e:  # A failed trial is a result, not the end of the experiment.
+      r = {"trial": i, "kind": kinds[i % len(kinds)], "survived": False, "mid_run": False,
+           "mid_save": False, "quarantined": [], "error": f"{type(e).__name__}: {e}"[-2000:]}
     print(json.dumps(r), flush=True)
     results["kill"].append(r)
   cases = [(m, t) for t in TARGETS for m in CORRUPTIONS]
   for i in range(args.corrupt_trials):
     mode, target = cases[i % len(cases)]
-    r = corrupt_trial(root, i, i % args.seeds, mode, target, cache_dir, refs, rng)
+    try:
+      r = corrupt_trial(root, i, i % args.seeds, mode, target, cache_dir, refs, rng)
+    except Exception as e:
+      r = {"trial": i, "mode": mode, "target": target, "handled": False, "fell_back": False,
+           "error": f"{type(e).__name__}: {e}"[-2000:]}
     print(json.dumps(r), flush=True)
     results["corrupt"].append(r)
   summary = {
