@@ -79,17 +79,24 @@ def child_env(cache_dir: str) -> dict:
 
 def spawn(workdir, seed, cache_dir, *, overrides=None, kill_save_at=0, kill_delay=0.0,
           linger=0.0) -> subprocess.Popen:
+  """Starts a child run; its output goes to `<workdir>.log` (a pipe nobody reads while the
+  parent waits to kill could fill up and block the child)."""
   cmd = [sys.executable, os.path.abspath(__file__), "--child", "--workdir", workdir,
          "--seed", str(seed), "--overrides", json.dumps(overrides or {}),
          "--kill_save_at", str(kill_save_at), "--kill_delay", str(kill_delay),
          "--linger", str(linger)]
-  return subprocess.Popen(cmd, env=child_env(cache_dir), stdout=subprocess.PIPE,
+  log = open(workdir.rstrip("/") + ".log", "w")  # pylint: disable=consider-using-with
+  proc = subprocess.Popen(cmd, env=child_env(cache_dir), stdout=log,
                           stderr=subprocess.STDOUT, text=True)
+  proc.log_path = log.name
+  log.close()  # The child holds its own copy of the descriptor.
+  return proc
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
-  out, _ = proc.communicate(timeout=timeout)
-  return proc.returncode, out
+  proc.wait(timeout=timeout)
+  with open(proc.log_path) as f:
+    return proc.returncode, f.read()
 
 
 def run_to_end(workdir, seed, cache_dir, **kw) -> str:
@@ -137,7 +144,7 @@ def reference(root: str, seed: int, cache_dir: str, refs: dict) -> str:
   if seed not in refs:
     wd = os.path.join(root, f"ref_{seed}")
     t = time.time()
-    run_to_end(wd, seed, cache_dir)
+    run_to_end(wd, seed, cache_dir)  # Resumes (a no-op) when it is already complete.
     refs[seed] = (wd, time.time() - t)
   return refs[seed][0]
 
@@ -158,7 +165,7 @@ def kill_trial(root: str, trial: int, seed: int, kind: str, cache_dir: str, refs
   else:
     proc = spawn(wd, seed, cache_dir, overrides=overrides)
     while epochs_logged(wd) < 1 and proc.poll() is None:  # Compiled, training.
-      time.sleep(0.01)
+      time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 2.0))
     proc.send_signal(signal.SIGKILL if kind == "train" else signal.SIGTERM)
     code, _ = finish(proc)
@@ -200,8 +207,25 @@ def corrupt(step_dir: str, mode: str, target: str, rng: random.Random) -> str:
   return rel
 
 
+def restart_in_process(workdir: str, seed: int) -> str:
+  """Resumes `workdir` in this process (no JAX start-up); returns the warnings logged."""
+  import logging as py_logging  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  from genjax.train import loop  # pylint: disable=import-outside-toplevel
+
+  lines = []
+  handler = py_logging.Handler()
+  handler.emit = lambda record: lines.append(record.getMessage())
+  logging.get_absl_logger().addHandler(handler)
+  try:
+    loop.train(make_config(seed), workdir, quiet=True, dataset=subset_dataset())
+  finally:
+    logging.get_absl_logger().removeHandler(handler)
+  return "\n".join(lines)
+
+
 def corrupt_trial(root: str, trial: int, seed: int, mode: str, target: str, cache_dir: str,
-                  refs: dict, rng: random.Random) -> dict:
+                  refs: dict, rng: random.Random, in_process: bool = True) -> dict:
   """Damage the latest checkpoint of a finished run, restart it: it must either restore
   the intact bytes (SHA-256 verified) or report the step, quarantine it and redo its epoch
   from the previous one, ending equal to the reference."""
@@ -210,7 +234,7 @@ def corrupt_trial(root: str, trial: int, seed: int, mode: str, target: str, cach
   shutil.copytree(ref, wd)
   latest = max(int(n) for n in ckpt_listing(wd) if n.isdigit())
   rel = corrupt(os.path.join(wd, "checkpoints", str(latest)), mode, target, rng)
-  out = run_to_end(wd, seed, cache_dir)
+  out = restart_in_process(wd, seed) if in_process else run_to_end(wd, seed, cache_dir)
   quarantine = os.path.join(wd, "checkpoints_quarantine")
   reported = str(latest) in (os.listdir(quarantine) if os.path.isdir(quarantine) else [])
   named = reported and f"checkpoints/{latest} is partial or damaged" in out
@@ -231,17 +255,25 @@ def main() -> None:
   p.add_argument("--kill_trials", type=int, default=24)
   p.add_argument("--corrupt_trials", type=int, default=24)
   p.add_argument("--seeds", type=int, default=3)
+  p.add_argument("--first_trial", type=int, default=0, help="Offsets trial numbers and "
+                 "the random stream, to split the trials over processes.")
   p.add_argument("--root", default="")
   p.add_argument("--out", default="")
   args = p.parse_args()
   if args.child:
     return child(args)
-  rng = random.Random(0)
+  rng = random.Random(args.first_trial)
   root = args.root or tempfile.mkdtemp(prefix="genjax_faults_")
   cache_dir = os.path.join(root, "jax_cache")
+  import jax  # pylint: disable=import-outside-toplevel
+  from absl import logging  # pylint: disable=import-outside-toplevel
+
+  logging.set_verbosity(logging.WARNING)
+  jax.config.update("jax_compilation_cache_dir", cache_dir)  # Shared with the children.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   refs, results = {}, {"kill": [], "corrupt": []}
   kinds = ("train", "save", "async_save", "train", "save", "sigterm")
-  for i in range(args.kill_trials):
+  for i in range(args.first_trial, args.first_trial + args.kill_trials):
     try:
       r = kill_trial(root, i, i % args.seeds, kinds[i % len(kinds)], cache_dir, refs, rng)
     except Exception as e:  # A failed trial is a result, not the end of the experiment.

@@ -4,6 +4,7 @@ a persistent compilation cache lets the subprocesses reuse this process's compil
 import importlib.util
 import os
 import shutil
+import time
 
 import jax
 import numpy as np
@@ -72,7 +73,7 @@ def test_sigterm_checkpoints_exits_cleanly_and_resumes(clean_run, cache_dir, tmp
   wd = str(tmp_path / "run")
   proc = fi.spawn(wd, 0, cache_dir)
   while fi.epochs_logged(wd) < 1 and proc.poll() is None:
-    pass
+    time.sleep(0.005)
   proc.terminate()
   code, out = fi.finish(proc)
   assert code == 0 and "CHILD_DONE" in out
