@@ -243,6 +243,33 @@ def corrupt_trial(root: str, trial: int, seed: int, mode: str, target: str, cach
           "handled": same_params(wd, ref, seed) and reported == named}
 
 
+def summarize(logs: list[str]) -> dict:
+  """Totals over the trial lines that parallel runs printed."""
+  kill, bad = [], []
+  for path in logs:
+    with open(path) as f:
+      for line in f:
+        if line.startswith("{\"trial\""):
+          r = json.loads(line)
+          (kill if "kind" in r else bad).append(r)
+  by_kind = {}
+  for r in kill:
+    k = by_kind.setdefault(r["kind"], {"trials": 0, "survived": 0, "mid_save": 0})
+    k["trials"] += 1
+    k["survived"] += r["survived"]
+    k["mid_save"] += r.get("mid_save", False)
+  by_mode = {}
+  for r in bad:
+    m = by_mode.setdefault(r["mode"], {"trials": 0, "handled": 0, "fell_back": 0})
+    m["trials"] += 1
+    m["handled"] += r["handled"]
+    m["fell_back"] += r["fell_back"]
+  return {"kill_trials": len(kill), "kill_survived": sum(r["survived"] for r in kill),
+          "kill_by_kind": by_kind, "corrupt_trials": len(bad),
+          "corrupt_handled": sum(r["handled"] for r in bad), "corrupt_by_mode": by_mode,
+          "failures": [r for r in kill + bad if not r.get("survived", r.get("handled"))]}
+
+
 def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--child", action="store_true")
@@ -259,9 +286,13 @@ def main() -> None:
                  "the random stream, to split the trials over processes.")
   p.add_argument("--root", default="")
   p.add_argument("--out", default="")
+  p.add_argument("--summarize", nargs="*", default=None,
+                 help="Only merge the JSON trial lines of these logs into one summary.")
   args = p.parse_args()
   if args.child:
     return child(args)
+  if args.summarize is not None:
+    return print(json.dumps(summarize(args.summarize), indent=1))
   rng = random.Random(args.first_trial)
   root = args.root or tempfile.mkdtemp(prefix="genjax_faults_")
   cache_dir = os.path.join(root, "jax_cache")
