@@ -254,8 +254,12 @@ def summarize(logs: list[str]) -> dict:
           (kill if "kind" in r else bad).append(r)
   by_kind = {}
   for r in kill:
-    k = by_kind.setdefault(r["kind"], {"trials": 0, "survived": 0, "mid_save": 0})
+    k = by_kind.setdefault(r["kind"], {"trials": 0, "survived": 0, "mid_save": 0,
+                                       "before_final_checkpoint": 0})
     k["trials"] += 1
+    # Killed before the run's last checkpoint existed: work was really lost and redone.
+    k["before_final_checkpoint"] += str(OVERRIDES["epochs"] * SUBSET // 64) not in r.get(
+        "left", [str(OVERRIDES["epochs"] * SUBSET // 64)])
     k["survived"] += r["survived"]
     k["mid_save"] += r.get("mid_save", False)
   by_mode = {}

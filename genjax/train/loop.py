@@ -226,14 +226,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
         if bar is not None:
           bar.update(1)
           bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.endswith("loss")})
-        last = epoch == config.epochs or preempted()
+        stop = preempted()  # Read once: a signal between save and exit must not skip the save.
+        last = epoch == config.epochs or stop
         if epoch % config.sample_every == 0 or last:
           grid = sample_fn(state, grid_key, config.num_grid, None)
           pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
         if epoch % config.checkpoint_every == 0 or last:
           ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
                     metrics=scalars)
-        if preempted() and epoch < config.epochs:
+        if stop and epoch < config.epochs:
           logging.warning("genjax: SIGTERM; checkpointed epoch %d in %s, exiting. Run again "
                           "to resume.", epoch, ckpt.directory)
           break
