@@ -131,12 +131,13 @@ def final_state(workdir: str, seed: int):
   return state, meta
 
 
-def same_params(a_dir: str, b_dir: str, seed: int) -> bool:
+def same_params(a_dir: str, b_dir: str, seed: int, epochs: int = OVERRIDES["epochs"]
+                ) -> bool:
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   (a, ma), (b, mb) = final_state(a_dir, seed), final_state(b_dir, seed)
-  return ma["epoch"] == mb["epoch"] == OVERRIDES["epochs"] and all(
+  return ma["epoch"] == mb["epoch"] == epochs and all(
       np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 

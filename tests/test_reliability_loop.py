@@ -1,6 +1,7 @@
 """The host loop under faults: injected NaN (stop / rollback), kill -9 mid-save, SIGTERM,
 and clear errors for bad inputs. Runs the tiny config of experiments/fault_injection.py;
-a persistent compilation cache lets the subprocesses reuse this process's compiles."""
+a persistent compilation cache lets the subprocesses reuse this process's compiles. Runs
+are 4 epochs of 4 steps (the script's trials run 8)."""
 import importlib.util
 import os
 import shutil
@@ -32,11 +33,15 @@ def cache_dir(tmp_path_factory):
   jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
 
 
+EPOCHS = 4
+SHORT = {"epochs": EPOCHS}
+
+
 @pytest.fixture(scope="module")
 def clean_run(cache_dir, tmp_path_factory):
   """An uninterrupted run of seed 0: the reference every fault must reproduce."""
   wd = str(tmp_path_factory.mktemp("clean"))
-  loop.train(fi.make_config(0), wd, quiet=True, dataset=fi.subset_dataset())
+  loop.train(fi.make_config(0, **SHORT), wd, quiet=True, dataset=fi.subset_dataset())
   return wd
 
 
@@ -56,9 +61,9 @@ def test_injected_nan_stops_at_its_step_naming_the_term(cache_dir, tmp_path):
 
 
 def test_rollback_recovers_and_matches_a_clean_run(clean_run, tmp_path):
-  config = fi.make_config(0, debug_nan_step=13, nan_policy="rollback")
+  config = fi.make_config(0, debug_nan_step=13, nan_policy="rollback", **SHORT)
   loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())
-  assert fi.same_params(str(tmp_path), clean_run, 0)
+  assert fi.same_params(str(tmp_path), clean_run, 0, EPOCHS)
 
 
 def test_sigterm_then_kill9_mid_save_then_resume_matches_a_clean_run(clean_run, cache_dir,
@@ -66,19 +71,19 @@ def test_sigterm_then_kill9_mid_save_then_resume_matches_a_clean_run(clean_run, 
   """One chain of runs in subprocesses: SIGTERM after the first epoch (clean exit with a
   checkpoint), then kill -9 inside the resumed run's first save, then run to the end."""
   wd = str(tmp_path / "run")
-  proc = fi.spawn(wd, 0, cache_dir)
+  proc = fi.spawn(wd, 0, cache_dir, overrides=SHORT)
   while fi.epochs_logged(wd) < 1 and proc.poll() is None:
     time.sleep(0.005)
   proc.terminate()
   code, out = fi.finish(proc)
   assert code == 0 and "CHILD_DONE" in out
   done = fi.epochs_logged(wd)
-  assert done < 8 and str(done * 4) in fi.ckpt_listing(wd)  # Stopped early, checkpointed.
+  assert done < EPOCHS and str(done * 4) in fi.ckpt_listing(wd)  # Stopped, checkpointed.
 
-  code, _ = fi.finish(fi.spawn(wd, 0, cache_dir, kill_save_at=1, kill_delay=0.0))
-  assert code == -9 and fi.epochs_logged(wd) < 8
-  fi.run_to_end(wd, 0, cache_dir)
-  assert fi.same_params(wd, clean_run, 0)
+  code, _ = fi.finish(fi.spawn(wd, 0, cache_dir, overrides=SHORT, kill_save_at=1))
+  assert code == -9 and fi.epochs_logged(wd) < EPOCHS
+  fi.run_to_end(wd, 0, cache_dir, overrides=SHORT)
+  assert fi.same_params(wd, clean_run, 0, EPOCHS)
 
 
 def _data(images=None, labels=None):
@@ -107,5 +112,5 @@ def test_checkpoint_of_another_architecture_is_named(clean_run, tmp_path):
   wd = str(tmp_path / "run")
   shutil.copytree(clean_run, wd)
   with pytest.raises(ck.CheckpointMismatchError, match="g_params"):
-    loop.train(fi.make_config(0, latent_dim=64, epochs=9), wd, quiet=True,
+    loop.train(fi.make_config(0, latent_dim=64, epochs=EPOCHS + 1), wd, quiet=True,
                dataset=fi.subset_dataset())
