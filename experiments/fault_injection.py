@@ -151,7 +151,7 @@ def reference(root: str, seed: int, cache_dir: str, refs: dict) -> str:
 
 
 def kill_trial(root: str, trial: int, seed: int, kind: str, cache_dir: str, refs: dict,
-               rng: random.Random) -> dict:
+               rng: random.Random, save_delay_max: float = 0.15) -> dict:
   """kind: 'train' (SIGKILL at a random moment of training), 'save' / 'async_save'
   (SIGKILL a random delay into a random save) or 'sigterm' (graceful preemption)."""
   ref = reference(root, seed, cache_dir, refs)
@@ -159,10 +159,10 @@ def kill_trial(root: str, trial: int, seed: int, kind: str, cache_dir: str, refs
   overrides = {"async_checkpoint": True} if kind == "async_save" else {}
   info = {"trial": trial, "seed": seed, "kind": kind}
   if kind in ("save", "async_save"):
-    at, delay = rng.randint(1, OVERRIDES["epochs"]), rng.uniform(0.0, 0.15)
+    at, delay = rng.randint(1, OVERRIDES["epochs"]), rng.uniform(0.0, save_delay_max)
     code, _ = finish(spawn(wd, seed, cache_dir, overrides=overrides, kill_save_at=at,
                            kill_delay=delay, linger=0.5))
-    info.update(save=at, delay_s=round(delay, 3))
+    info.update(save=at, delay_s=round(delay, 3), delay_max_s=save_delay_max)
   else:
     proc = spawn(wd, seed, cache_dir, overrides=overrides)
     while epochs_logged(wd) < 1 and proc.poll() is None:  # Compiled, training.
@@ -290,6 +290,10 @@ def main() -> None:
   p.add_argument("--first_trial", type=int, default=0, help="Offsets trial numbers and "
                  "the random stream, to split the trials over processes.")
   p.add_argument("--root", default="")
+  p.add_argument("--kinds", default="train,save,async_save,train,save,sigterm",
+                 help="Kill kinds, cycled over the trials.")
+  p.add_argument("--save_delay_max", type=float, default=0.15,
+                 help="A save kill lands uniformly in [0, this] seconds into the save.")
   p.add_argument("--out", default="")
   p.add_argument("--summarize", nargs="*", default=None,
                  help="Only merge the JSON trial lines of these logs into one summary.")
@@ -308,10 +312,11 @@ def main() -> None:
   jax.config.update("jax_compilation_cache_dir", cache_dir)  # Shared with the children.
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   refs, results = {}, {"kill": [], "corrupt": []}
-  kinds = ("train", "save", "async_save", "train", "save", "sigterm")
+  kinds = args.kinds.split(",")
   for i in range(args.first_trial, args.first_trial + args.kill_trials):
     try:
-      r = kill_trial(root, i, i % args.seeds, kinds[i % len(kinds)], cache_dir, refs, rng)
+      r = kill_trial(root, i, i % args.seeds, kinds[i % len(kinds)], cache_dir, refs, rng,
+                     args.save_delay_max)
     except Exception as e:  # A failed trial is a result, not the end of the experiment.
       r = {"trial": i, "kind": kinds[i % len(kinds)], "survived": False, "mid_run": False,
            "mid_save": False, "quarantined": [], "error": f"{type(e).__name__}: {e}"[-2000:]}
