@@ -255,7 +255,10 @@ def summarize(logs: list[str]) -> dict:
           (kill if "kind" in r else bad).append(r)
   by_kind = {}
   for r in kill:
-    k = by_kind.setdefault(r["kind"], {"trials": 0, "survived": 0, "mid_save": 0,
+    name = r["kind"]
+    if r.get("delay_max_s", 0.15) != 0.15:
+      name += f" (0-{round(r['delay_max_s'] * 1000)} ms)"
+    k = by_kind.setdefault(name, {"trials": 0, "survived": 0, "mid_save": 0,
                                        "before_final_checkpoint": 0})
     k["trials"] += 1
     # Killed before the run's last checkpoint existed: work was really lost and redone.
