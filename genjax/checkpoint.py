@@ -200,8 +200,10 @@ def check_layout(saved: list[str], expected: list[str], path: str) -> None:
 def state_digest(state: Any) -> str:
   """SHA-256 over every leaf's bytes in tree order (one host copy of the state)."""
   h = hashlib.sha256()
-  for leaf in jax.tree.leaves(jax.device_get(state)):
-    h.update(np.ascontiguousarray(leaf).tobytes())
+  for leaf in jax.tree.leaves(state):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)  # Multi-process: genjax's state is replicated.
+    h.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
   return h.hexdigest()
 
 
