@@ -2,67 +2,154 @@
 
 A checkpoint is a step directory holding two items: 'state' (the train-state pytree, saved
 with StandardSave and restored into an `eval_shape` tree so dtypes, shapes and shardings
-come back exactly) and 'meta' (JSON: epoch, metrics, anything the loop wants to keep).
-Orbax writes each step into a temporary directory and renames it when complete, so a
-killed save never replaces a good checkpoint.
+come back exactly) and 'meta' (JSON: epoch, metrics, anything the loop wants to keep, plus
+an integrity record: the state's tree layout and a SHA-256 of its bytes).
+
+Crash safety. Orbax writes each step into `<step>.orbax-checkpoint-tmp-*` and renames it
+when complete, so a killed save never replaces a good checkpoint. What a crash or a bad
+disk can still leave behind is handled here, never by deleting:
+  * a temporary (unfinished) directory, or a step directory missing a part, is reported by
+    name and moved to `<directory>_quarantine/` when the Checkpointer opens;
+  * a step that fails to restore or whose bytes do not match their SHA-256 (truncated
+    files, garbage bytes, deleted metadata) is reported, quarantined, and `restore()` falls
+    back to the previous step;
+  * a checkpoint of another architecture is not damage: it raises `CheckpointMismatchError`
+    at once, naming the first differing leaf.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import shutil
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+INTEGRITY_KEY = "_integrity"  # Reserved key of the meta item.
+_ITEMS = ("state", "meta")
+_TMP_MARK = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(RuntimeError):
   """A checkpoint that cannot be restored into the expected state."""
 
 
+class CheckpointCorruptError(CheckpointError):
+  """A step directory that is incomplete or damaged (a fallback can skip it)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+  """A readable checkpoint of a different model/config (no fallback: a user error)."""
+
+
 class Checkpointer:
-  """Save every k epochs, keep the last n (and optionally the best by a metric)."""
+  """Save every k epochs, keep the last n (and optionally the best by a metric).
+
+  `problems` lists (path, reason) for every partial or damaged step directory found, in the
+  order found; each was also logged as a warning and moved to `quarantine_dir`.
+  """
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, best_metric: str = "",
                best_mode: str = "min", async_save: bool = False):
     self.directory = os.path.abspath(directory)
+    self.quarantine_dir = self.directory.rstrip("/") + "_quarantine"
+    self.problems: list[tuple[str, str]] = []
+    for path, reason in find_incomplete(self.directory):
+      self._quarantine(path, reason)
     best_fn = (lambda metrics: float(metrics[best_metric])) if best_metric else None
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, best_fn=best_fn, best_mode=best_mode,
         keep_checkpoints_without_metrics=False if best_metric else True,
         enable_async_checkpointing=async_save, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "meta"))
+                                          item_names=_ITEMS)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, *, meta: dict | None = None,
            metrics: dict | None = None) -> None:
+    """Saves `state` at `step` (async if so configured); `meta` must be JSON-able."""
+    meta = {**(meta or {}), INTEGRITY_KEY: integrity_record(state)}
     self._manager.save(
         int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                           meta=ocp.args.JsonSave(meta or {})),
+                                           meta=ocp.args.JsonSave(meta)),
         metrics={k: float(v) for k, v in (metrics or {}).items()} or None)
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-    """Restores (state, meta) at `step` (default: latest) into `abstract_state`'s
-    structure, a pytree of `jax.ShapeDtypeStruct` (e.g. from `jax.eval_shape`)."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise CheckpointError(f"No checkpoint in {self.directory}.")
-    try:
-      restored = self._manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                        meta=ocp.args.JsonRestore()))
+    """Restores (state, meta) into `abstract_state`'s structure, a pytree of
+    `jax.ShapeDtypeStruct` (e.g. from `jax.eval_shape`).
+
+    With `step=None`, the latest *good* step: damaged steps are reported, quarantined and
+    skipped. With an explicit step, that step or an error.
+    """
+    if step is not None:
+      return self._restore_verified(abstract_state, step)
+    tried = []
+    for candidate in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return self._restore_verified(abstract_state, candidate)
+      except CheckpointCorruptError as e:
+        tried.append(str(e))
+        self._quarantine(self.step_path(candidate), str(e))
+        self._manager.reload()
+    if tried:
+      raise CheckpointCorruptError(f"No restorable checkpoint in {self.directory}; every "
+                                   "step is damaged (moved to "
+                                   f"{self.quarantine_dir}):\n  " + "\n  ".join(tried))
+    raise CheckpointError(f"No checkpoint in {self.directory}.")
+
+  def step_path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _restore_verified(self, abstract_state: Any, step: int) -> tuple[Any, dict]:
+    path = self.step_path(step)
+    try:  # Meta first: it is tiny and says whether the architecture matches.
+      meta = dict(self._manager.restore(
+          step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta or {})
     except Exception as e:  # Orbax raises ValueError/KeyError/FileNotFoundError variously.
-      raise CheckpointError(
-          f"Checkpoint {os.path.join(self.directory, str(step))} cannot be restored into "
-          f"this model's state ({type(e).__name__}: {e}). Is it from another model or "
-          "config, or damaged?") from e
-    _check_same_structure(abstract_state, restored.state, step, self.directory)
-    return restored.state, dict(restored.meta or {})
+      raise CheckpointCorruptError(f"{path}: meta unreadable ({type(e).__name__}: "
+                                   f"{_first_line(e)})") from e
+    record = meta.pop(INTEGRITY_KEY, None)
+    if record is not None:
+      check_layout(record.get("layout", []), layout(abstract_state), path)
+    try:
+      state = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+      ).state
+    except Exception as e:
+      if record is None:  # Pre-integrity checkpoint: cannot tell mismatch from damage.
+        raise CheckpointError(
+            f"Checkpoint {path} cannot be restored into this model's state "
+            f"({type(e).__name__}: {_first_line(e)}). Is it from another model or config, "
+            "or damaged?") from e
+      raise CheckpointCorruptError(f"{path}: state unreadable ({type(e).__name__}: "
+                                   f"{_first_line(e)})") from e
+    check_layout(layout(state), layout(abstract_state), path)
+    if record is not None and record.get("sha256") != state_digest(state):
+      raise CheckpointCorruptError(f"{path}: state bytes do not match their SHA-256 "
+                                   "(damaged files)")
+    return state, meta
+
+  def _quarantine(self, path: str, reason: str) -> None:
+    """Moves a bad step directory aside (never deletes it) and reports it by name."""
+    os.makedirs(self.quarantine_dir, exist_ok=True)
+    target = os.path.join(self.quarantine_dir, os.path.basename(path))
+    n = 1
+    while os.path.exists(target):
+      target = os.path.join(self.quarantine_dir, f"{os.path.basename(path)}.{n}")
+      n += 1
+    shutil.move(path, target)
+    logging.warning("genjax checkpoint: %s is partial or damaged (%s); moved to %s and "
+                    "skipped.", path, reason, target)
+    self.problems.append((path, reason))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -77,12 +164,55 @@ class Checkpointer:
     self.close()
 
 
-def _check_same_structure(expected, restored, step, directory) -> None:
-  want = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), expected)
-  got = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), restored)
-  if jax.tree.structure(want) != jax.tree.structure(got) or want != got:
-    raise CheckpointError(f"Checkpoint step {step} in {directory} does not match this "
-                          "model's state (different architecture or config).")
+def find_incomplete(directory: str) -> list[tuple[str, str]]:
+  """(path, reason) of each unfinished or structurally incomplete step directory."""
+  if not os.path.isdir(directory):
+    return []
+  out = []
+  for name in sorted(os.listdir(directory)):
+    path = os.path.join(directory, name)
+    if _TMP_MARK in name:
+      out.append((path, "unfinished save (temporary directory)"))
+    elif re.fullmatch(r"\d+", name) and os.path.isdir(path):
+      missing = [p for p in ("_CHECKPOINT_METADATA", *_ITEMS)
+                 if not os.path.exists(os.path.join(path, p))]
+      if missing:
+        out.append((path, f"missing {', '.join(missing)}"))
+  return out
+
+
+def layout(tree: Any) -> list[str]:
+  """One 'path shape dtype' line per leaf: what must match for a restore to make sense."""
+  return [f"{jax.tree_util.keystr(k)} {tuple(v.shape)} {v.dtype}"
+          for k, v in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def check_layout(saved: list[str], expected: list[str], path: str) -> None:
+  if list(saved) != list(expected):
+    diff = next((f"checkpoint has {a!r}, model has {b!r}"
+                 for a, b in zip(saved, expected) if a != b),
+                f"checkpoint has {len(saved)} leaves, model has {len(expected)}")
+    raise CheckpointMismatchError(
+        f"Checkpoint {path} does not match this model's state (different architecture or "
+        f"config): {diff}.")
+
+
+def state_digest(state: Any) -> str:
+  """SHA-256 over every leaf's bytes in tree order (one host copy of the state)."""
+  h = hashlib.sha256()
+  for leaf in jax.tree.leaves(state):
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      leaf = leaf.addressable_data(0)  # Multi-process: genjax's state is replicated.
+    h.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+  return h.hexdigest()
+
+
+def integrity_record(state: Any) -> dict:
+  return {"layout": layout(state), "sha256": state_digest(state)}
+
+
+def _first_line(e: Exception) -> str:
+  return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def abstract_like(state: Any) -> Any:

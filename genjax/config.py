@@ -14,6 +14,7 @@ import ml_collections
 
 FAMILIES = ("gan",)
 PARALLEL_MODES = ("jit", "shard_map")
+NAN_POLICIES = ("stop", "rollback", "off")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -50,6 +51,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_grid = 64
   c.progress_bar = True
   c.tensorboard = True
+  # Reliability (genjax.train.guard, genjax.checkpoint, the host loop's fault handling).
+  c.nan_policy = "stop"       # On NaN/Inf: 'stop' (error naming step and term), 'rollback'
+                              # (restore the last good checkpoint and go on), 'off' (no guard).
+  c.nan_max_rollbacks = 3     # 'rollback' gives up with the 'stop' error after this many.
+  c.debug_nan_step = -1       # Test hook: poison the batch of this global step with NaN
+                              # inside the jitted step, once per process (-1: off).
+  c.async_checkpoint = False  # Orbax async save: training goes on while the step is written.
   return c
 
 
@@ -97,6 +105,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the values genjax cannot work with, naming the key."""
   from genjax import data, models  # pylint: disable=import-outside-toplevel
 
+  _check_types(config)
   extra = set(_known_keys(config)) - set(_known_keys(base_config()))
   # Model-specific keys under model_args are the only open part.
   extra = {k for k in extra if not k.startswith("model_args.")}
@@ -115,9 +124,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   if config.num_devices < 0:
     raise ValueError(f"config.num_devices must be >= 0 (0 = all), got {config.num_devices}.")
+  if config.nan_policy not in NAN_POLICIES:
+    raise ValueError(f"config.nan_policy={config.nan_policy!r}; use one of {NAN_POLICIES}.")
   if config.keep_best_mode not in ("min", "max"):
     raise ValueError(f"config.keep_best_mode must be 'min' or 'max', got "
                      f"{config.keep_best_mode!r}.")
+
+
+def _check_types(config: ml_collections.ConfigDict) -> None:
+  """Each declared key must keep its base type (ints may stand for floats), so a value set
+  around `override` (e.g. `config.epochs = "3"`) fails here, naming the key."""
+  base = base_config()
+  for key in _known_keys(base):
+    if key.startswith("model_args.") or key not in _known_keys(config):
+      continue
+    want, got = _get(base, key), _get(config, key)
+    if isinstance(want, bool) != isinstance(got, bool) or not (
+        isinstance(got, type(want)) or (isinstance(want, float) and isinstance(got, int))):
+      raise TypeError(f"Config key {key!r} expects {type(want).__name__}, got "
+                      f"{type(got).__name__} {got!r}.")
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  for part in dotted.split("."):
+    config = config[part]
+  return config
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

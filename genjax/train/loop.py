@@ -5,19 +5,24 @@ Everything with side effects lives here; the per-epoch work is one jitted call
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 from typing import Any, NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
 from genjax import config as config_lib
 from genjax import data as data_lib
 from genjax.checkpoint import Checkpointer
 from genjax.eval import pictures
-from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter, read_jsonl
+from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter
+from genjax.train import guard as guard_lib
 from genjax.train import parallel
 from genjax.train.task import Task, get_task
 
@@ -53,7 +58,8 @@ def build(config: ml_collections.ConfigDict, example_images: np.ndarray) -> Setu
 def checkpointer_for(workdir: str, config) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"),
                       max_to_keep=config.keep_checkpoints,
-                      best_metric=config.keep_best_metric, best_mode=config.keep_best_mode)
+                      best_metric=config.keep_best_metric, best_mode=config.keep_best_mode,
+                      async_save=config.async_checkpoint)
 
 
 def load_train_split(config) -> data_lib.Dataset:
@@ -61,74 +67,182 @@ def load_train_split(config) -> data_lib.Dataset:
                        source=config.data_source)
 
 
+def _write_atomic(path: str, text: str) -> None:
+  """A kill mid-write leaves the old file or the new one, never half of one."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _read_records(path: str) -> list[dict]:
+  """metrics.jsonl, skipping a last line cut short by a kill."""
+  out = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          out.append(json.loads(line))
+        except json.JSONDecodeError:
+          logging.warning("genjax: skipping a damaged line of %s: %r", path, line[:80])
+  return out
+
+
 def _drop_records_after(path: str, epoch: int) -> None:
   """On resume, forget metrics of epochs that the restored checkpoint had not reached."""
   if os.path.exists(path):
-    keep = [r for r in read_jsonl(path) if r.get("epoch", 0) <= epoch]
-    with open(path, "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in keep)
+    keep = [r for r in _read_records(path) if r.get("epoch", 0) <= epoch]
+    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False) -> Any:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+def validate_dataset(dataset: data_lib.Dataset, batch_size: int) -> None:
+  """The training split the models expect: uint8 [N, 28, 28, 1] images 0..255 that are not
+  all one value, int labels 0..9, at least one full batch. One error naming the problem."""
+  images, labels = np.asarray(dataset.images), np.asarray(dataset.labels)
+  what = f"dataset {dataset.name!r} split {dataset.split!r}"
+  if images.dtype != np.uint8:
+    raise ValueError(f"{what}: images must be uint8 0..255, got {images.dtype} (convert "
+                     "floats with np.round(x * 255).astype(np.uint8)).")
+  if images.ndim != 4 or images.shape[1:] != data_lib.IMAGE_SHAPE:
+    raise ValueError(f"{what}: images must have shape [N, "
+                     f"{', '.join(map(str, data_lib.IMAGE_SHAPE))}], got {images.shape}.")
+  if not np.issubdtype(labels.dtype, np.integer) or labels.shape != images.shape[:1]:
+    raise ValueError(f"{what}: labels must be integers of shape [{images.shape[0]}], got "
+                     f"{labels.dtype} {labels.shape}.")
+  if labels.size and (labels.min() < 0 or labels.max() >= data_lib.NUM_CLASSES):
+    raise ValueError(f"{what}: labels must lie in 0..{data_lib.NUM_CLASSES - 1}, got "
+                     f"{labels.min()}..{labels.max()}.")
+  if images.shape[0] < batch_size:
+    raise ValueError(f"{what}: {images.shape[0]} examples, fewer than one batch of "
+                     f"{batch_size}.")
+  if images.min() == images.max():
+    raise ValueError(f"{what}: every pixel is {images.min()}; the images are blank.")
+
+
+def _restore_or_init(setup: Setup, ckpt: Checkpointer) -> tuple[Any, int]:
+  """(state, epoch) from the latest good checkpoint, else a fresh state at epoch 0."""
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(setup.abstract_state)
+    return state, int(meta["epoch"])
+  return parallel.put_replicated(setup.init(jax.random.PRNGKey(setup.config.seed)),
+                                 setup.mesh), 0
+
+
+def _make_epoch_fn(setup: Setup, nan_step: int):
+  c = setup.config
+  return parallel.make_epoch(setup.task, setup.mesh, c.parallel, c.batch_size,
+                             guard=c.nan_policy != "off", nan_step=nan_step)
+
+
+def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
+                   ckpt: Checkpointer) -> guard_lib.NonFiniteError | None:
+  """The error to raise if the epoch's guard tripped, else None."""
+  if not record:
+    return None
+  bad = guard_lib.describe(record, guard_lib.term_names(list(metrics), state))
+  if bad is None:
+    return None
+  step, terms = bad
+  good = ckpt.latest_step()
+  return guard_lib.NonFiniteError(
+      f"Non-finite {', '.join(terms)} at step {step} (epoch {epoch}); training stopped "
+      "before applying it. " + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)."
+                                if good is not None else "No checkpoint was written yet."))
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+  """Yields a callable that says whether SIGTERM arrived; the loop checks it once per
+  epoch, checkpoints and returns. Only the main thread can install signal handlers."""
+  got = []
+  if threading.current_thread() is not threading.main_thread():
+    yield lambda: False
+    return
+  previous = signal.signal(signal.SIGTERM, lambda *_: got.append(True))
+  try:
+    yield lambda: bool(got)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False,
+          dataset: data_lib.Dataset | None = None) -> Any:
+  """Trains `config` in `workdir`, resuming from its latest good checkpoint if any.
 
   Writes `config.json`, `metrics.jsonl`, TensorBoard events under `tb/`, sample grids under
   `samples/`, `loss_curve.png` and Orbax checkpoints under `checkpoints/`. Returns the
-  final state (replicated over the mesh).
+  final state (replicated over the mesh). `dataset` replaces `config.dataset`'s train split.
+  On SIGTERM it checkpoints the epoch in progress's end and returns early; on NaN/Inf it
+  follows `config.nan_policy`, never checkpointing a bad state.
   """
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config_lib.to_json(config))
+  _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
 
-  dataset = load_train_split(config)
+  dataset = load_train_split(config) if dataset is None else dataset
+  validate_dataset(dataset, config.batch_size)
   setup = build(config, dataset.images)
   steps_per_epoch = config_lib.steps_per_epoch(config, len(dataset.labels))
   images, labels = parallel.to_device_dataset(dataset.images, dataset.labels, setup.mesh)
 
   ckpt = checkpointer_for(workdir, config)
-  start_epoch = 0
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(setup.abstract_state)
-    start_epoch = int(meta["epoch"])
-  else:
-    state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
-
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  _drop_records_after(metrics_path, start_epoch)
   writers = [JsonlWriter(metrics_path)]
   if config.tensorboard:
     writers.append(TensorboardWriter(os.path.join(workdir, "tb")))
   writer = MultiWriter(writers)
-
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
-  sample_fn = jax.jit(setup.task.sample, static_argnums=2)
-  grid_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), GRID_KEY_TAG)
-  epochs = range(start_epoch + 1, config.epochs + 1)
-  if config.progress_bar and not quiet:
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    epochs = tqdm(epochs, desc=f"{config.model} on {config.dataset}", unit="epoch",
-                  initial=start_epoch, total=config.epochs)
   try:
-    for epoch in epochs:
-      state, metrics = epoch_fn(state, images, labels)
-      scalars = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
-      step = epoch * steps_per_epoch
-      writer.write(step, {"epoch": epoch, **scalars})
-      if hasattr(epochs, "set_postfix"):
-        epochs.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.endswith("loss")})
-      last = epoch == config.epochs
-      if epoch % config.sample_every == 0 or last:
-        grid = sample_fn(state, grid_key, config.num_grid, None)
-        pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
-      if epoch % config.checkpoint_every == 0 or last:
-        ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
-                  metrics=scalars)
+    state, epoch = _restore_or_init(setup, ckpt)
+    _drop_records_after(metrics_path, epoch)
+    epoch_fn = _make_epoch_fn(setup, config.debug_nan_step)
+    sample_fn = jax.jit(setup.task.sample, static_argnums=2)
+    grid_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), GRID_KEY_TAG)
+    bar = None
+    if config.progress_bar and not quiet:
+      from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+      bar = tqdm(desc=f"{config.model} on {config.dataset}", unit="epoch", initial=epoch,
+                 total=config.epochs)
+    rollbacks = 0
+    with _sigterm_flag() as preempted:
+      while epoch < config.epochs:
+        state, metrics = epoch_fn(state, images, labels)
+        metrics, record = guard_lib.split_record(jax.device_get(metrics))
+        failure = _guard_failure(record, metrics, state, epoch + 1, ckpt)
+        if failure is not None:
+          if config.nan_policy != "rollback" or rollbacks >= config.nan_max_rollbacks:
+            raise failure
+          rollbacks += 1
+          logging.warning("genjax: %s Rolling back (%d/%d).", failure, rollbacks,
+                          config.nan_max_rollbacks)
+          ckpt.wait()
+          state, epoch = _restore_or_init(setup, ckpt)
+          _drop_records_after(metrics_path, epoch)
+          epoch_fn = _make_epoch_fn(setup, -1)  # The injected fault is transient.
+          continue
+        epoch += 1
+        scalars = {k: float(np.mean(v)) for k, v in metrics.items()}
+        step = epoch * steps_per_epoch
+        writer.write(step, {"epoch": epoch, **scalars})
+        if bar is not None:
+          bar.update(1)
+          bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.endswith("loss")})
+        stop = preempted()  # Read once: a signal between save and exit must not skip the save.
+        last = epoch == config.epochs or stop
+        if epoch % config.sample_every == 0 or last:
+          grid = sample_fn(state, grid_key, config.num_grid, None)
+          pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
+        if epoch % config.checkpoint_every == 0 or last:
+          ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
+                    metrics=scalars)
+        if stop and epoch < config.epochs:
+          logging.warning("genjax: SIGTERM; checkpointed epoch %d in %s, exiting. Run again "
+                          "to resume.", epoch, ckpt.directory)
+          break
     ckpt.wait()
   finally:
     writer.close()
     ckpt.close()
-  records = read_jsonl(metrics_path)
+  records = _read_records(metrics_path)
   loss_keys = sorted({k for r in records for k in r if k.endswith("loss")})
   pictures.save_curves(records, loss_keys, os.path.join(workdir, "loss_curve.png"),
                        title=f"{config.model} on {config.dataset}")

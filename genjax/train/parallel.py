@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from genjax.data import to_float
+from genjax.train import guard as guard_lib
 
 AXIS = "data"
 SHUFFLE_TAG = 0x5EED  # Keeps the shuffling stream apart from the per-step stream.
@@ -72,10 +73,17 @@ def shuffled_batches(key: jax.Array, step: jax.Array, num_examples: int, batch_s
   return perm[:steps * batch_size].reshape(steps, batch_size)
 
 
-def make_epoch(task, mesh, mode: str, batch_size: int):
+def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = False,
+               nan_step: int = -1):
   """A jitted `epoch(state, images_u8, labels) -> (state, metrics[steps])`: one `lax.scan`
-  over the whole device-resident split, shuffled on device, the state donated."""
+  over the whole device-resident split, shuffled on device, the state donated.
+
+  With `guard`, every step is NaN/Inf-checked on device (`genjax.train.guard`) and metrics
+  also hold the guard's record (`guard/bad_step`, `guard/bad_terms`, scalars); `nan_step`
+  >= 0 poisons that global step's batch (a test hook)."""
   step = distribute(task, mesh, mode)
+  if nan_step >= 0:
+    step = guard_lib.poison_batch(step, nan_step)
   check_batch_size(batch_size, mesh)
 
   def epoch(state, images, labels):
@@ -84,7 +92,12 @@ def make_epoch(task, mesh, mode: str, batch_size: int):
     def body(state, idx):  # idx: [B]
       return step(state, {"image": to_float(images[idx]), "label": labels[idx]})
 
-    return jax.lax.scan(body, state, index)
+    if not guard:
+      return jax.lax.scan(body, state, index)
+    (state, record), metrics = jax.lax.scan(guard_lib.guard_step(body),
+                                            (state, guard_lib.healthy()), index)
+    return state, {**metrics, guard_lib.BAD_STEP_KEY: record.bad_step,
+                   guard_lib.BAD_TERMS_KEY: record.bad_terms}
 
   rep = replicated(mesh)
   return jax.jit(epoch, donate_argnums=0, in_shardings=(rep, rep, rep),

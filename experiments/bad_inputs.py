@@ -1,0 +1,112 @@
+"""Triggers each bad input genjax guards against and prints the error it gets, as a markdown
+table for experiments/RESULTS.md (generated, so it cannot drift from the code).
+
+  PYTHONPATH=. python experiments/bad_inputs.py
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments", "configs"))
+
+import mlp_gan  # pylint: disable=wrong-import-position
+
+from genjax import checkpoint as ck  # pylint: disable=wrong-import-position
+from genjax import config as config_lib  # pylint: disable=wrong-import-position
+from genjax import data  # pylint: disable=wrong-import-position
+from genjax.train import loop  # pylint: disable=wrong-import-position
+
+TMP = tempfile.mkdtemp(prefix="genjax_bad_inputs_")
+
+
+def smoke(**values):
+  return config_lib.override(mlp_gan.get_config("smoke"), values)
+
+
+def digits(**replace):
+  d = data.load("digits", "train")
+  return d._replace(**replace)
+
+
+def train_with(dataset=None, config=None, name="run"):
+  loop.train(config or smoke(), os.path.join(TMP, name), quiet=True, dataset=dataset)
+
+
+def saved_gan(name: str, latent_dim: int, damage: bool = False) -> str:
+  """A work directory with one checkpoint of the smoke GAN's initial state."""
+  config = smoke(latent_dim=latent_dim)
+  setup = loop.build(config, np.zeros((1, 28, 28, 1), np.uint8))
+  wd = os.path.join(TMP, name)
+  with loop.checkpointer_for(wd, config) as c:
+    c.save(1, setup.init(jax.random.PRNGKey(0)), meta={"epoch": 1})
+  if damage:
+    os.remove(os.path.join(wd, "checkpoints", "1", "meta", "metadata"))
+  return wd
+
+
+def restore_into(wd: str, latent_dim: int):
+  setup = loop.build(smoke(latent_dim=latent_dim), np.zeros((1, 28, 28, 1), np.uint8))
+  with loop.checkpointer_for(wd, smoke()) as c:
+    c.restore(setup.abstract_state)
+
+
+def base_with(**values):
+  return ml_collections.ConfigDict({**config_lib.base_config().to_dict(), **values})
+
+
+CASES = [
+    ("config: unknown key (`--config.epoch=3`)", lambda: smoke(epoch=3)),
+    ("config: wrong type (`epochs='3'`)", lambda: smoke(epochs="3")),
+    ("config: wrong type in a hand-built dict", lambda: config_lib.validate(base_with(lr_g="x"))),
+    ("config: `batch_size=0`", lambda: config_lib.validate(smoke(batch_size=0))),
+    ("config: `nan_policy='retry'`", lambda: config_lib.validate(smoke(nan_policy="retry"))),
+    ("config: unknown dataset", lambda: config_lib.validate(smoke(dataset="cifar10"))),
+    ("config: more devices than present", lambda: loop.build(
+        smoke(num_devices=jax.device_count() + 1), np.zeros((1, 28, 28, 1), np.uint8))),
+    ("data: float images instead of uint8", lambda: train_with(
+        digits(images=data.load("digits", "train").images.astype(np.float32) / 255))),
+    ("data: 32x32 images", lambda: train_with(
+        digits(images=np.zeros((1438, 32, 32, 1), np.uint8)))),
+    ("data: labels out of 0..9", lambda: train_with(
+        digits(labels=data.load("digits", "train").labels + 1))),
+    ("data: fewer examples than one batch", lambda: train_with(
+        digits(images=data.load("digits", "train").images[:10],
+               labels=data.load("digits", "train").labels[:10]))),
+    ("data: blank (constant) images", lambda: train_with(
+        digits(images=np.zeros((1438, 28, 28, 1), np.uint8)))),
+    ("data: IDX dataset, data dir missing", lambda: data.load(
+        "mnist", "train", data_dir=os.path.join(TMP, "nowhere"), source="idx")),
+    ("checkpoint: other architecture (latent_dim 100 -> 64)", lambda: restore_into(
+        saved_gan("arch", 100), 64)),
+    ("checkpoint: every step damaged", lambda: restore_into(
+        saved_gan("damaged", 100, damage=True), 100)),
+    ("workdir: not a genjax work directory", lambda: loop.load_trained(TMP)),
+]
+
+
+def main() -> None:
+  logging.set_verbosity(logging.ERROR)
+  rows = ["| Bad input | Error | Message |", "|---|---|---|"]
+  for what, trigger in CASES:
+    try:
+      trigger()
+      error, message = "**none raised**", ""
+    except Exception as e:  # pylint: disable=broad-except
+      error = type(e).__name__
+      message = " ".join(str(e).split()).replace(TMP, "<tmp>").replace("|", "\\|")
+      if len(message) > 300:
+        message = message[:297] + "..."
+    rows.append(f"| {what} | `{error}` | {message} |")
+  print("\n".join(rows))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,117 @@
+"""The host loop under faults: injected NaN (stop / rollback), kill -9 mid-save, SIGTERM,
+and clear errors for bad inputs. Runs the tiny config of experiments/fault_injection.py;
+a persistent compilation cache lets the subprocesses reuse this process's compiles. Runs
+are 4 epochs of 4 steps (the script's trials run 8)."""
+import importlib.util
+import os
+import shutil
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import checkpoint as ck
+from genjax.train import guard, loop
+
+_SPEC = importlib.util.spec_from_file_location(
+    "fault_injection", os.path.join(os.path.dirname(__file__), "..", "experiments",
+                                    "fault_injection.py"))
+fi = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fi)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("jax_cache"))
+  old = (jax.config.jax_compilation_cache_dir,
+         jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", d)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  yield d
+  jax.config.update("jax_compilation_cache_dir", old[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+EPOCHS = 4
+SHORT = {"epochs": EPOCHS}
+
+
+@pytest.fixture(scope="module")
+def clean_run(cache_dir, tmp_path_factory):
+  """An uninterrupted run of seed 0: the reference every fault must reproduce."""
+  wd = str(tmp_path_factory.mktemp("clean"))
+  loop.train(fi.make_config(0, **SHORT), wd, quiet=True, dataset=fi.subset_dataset())
+  return wd
+
+
+def leaves_equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_injected_nan_stops_at_its_step_naming_the_term(cache_dir, tmp_path):
+  config = fi.make_config(0, epochs=3, debug_nan_step=9)  # Step 9 lies in epoch 3.
+  with pytest.raises(guard.NonFiniteError, match=r"Non-finite d_loss.* at step 9 \(epoch 3\)"):
+    loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())
+  # Good checkpoints intact: epochs 1 and 2 (steps 4, 8) restore, SHA-256 verified; no
+  # checkpoint of the bad epoch was written.
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4", "8"]
+  _, meta = fi.final_state(str(tmp_path), 0)
+  assert meta["epoch"] == 2
+
+
+def test_rollback_recovers_and_matches_a_clean_run(clean_run, tmp_path):
+  # Same injected step as above: the poisoned epoch compiles once (persistent cache).
+  config = fi.make_config(0, debug_nan_step=9, nan_policy="rollback", **SHORT)
+  loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())
+  assert fi.same_params(str(tmp_path), clean_run, 0, EPOCHS)
+
+
+def test_sigterm_then_kill9_mid_save_then_resume_matches_a_clean_run(clean_run, cache_dir,
+                                                                     tmp_path):
+  """One chain of runs in subprocesses: SIGTERM after the first epoch (clean exit with a
+  checkpoint), then kill -9 inside the resumed run's first save, then run to the end."""
+  wd = str(tmp_path / "run")
+  proc = fi.spawn(wd, 0, cache_dir, overrides=SHORT)
+  while fi.epochs_logged(wd) < 1 and proc.poll() is None:
+    time.sleep(0.005)
+  proc.terminate()
+  code, out = fi.finish(proc)
+  assert code == 0 and "CHILD_DONE" in out
+  done = fi.epochs_logged(wd)
+  assert done < EPOCHS and str(done * 4) in fi.ckpt_listing(wd)  # Stopped, checkpointed.
+
+  code, _ = fi.finish(fi.spawn(wd, 0, cache_dir, overrides=SHORT, kill_save_at=1))
+  assert code == -9 and fi.epochs_logged(wd) < EPOCHS
+  fi.run_to_end(wd, 0, cache_dir, overrides=SHORT)
+  assert fi.same_params(wd, clean_run, 0, EPOCHS)
+
+
+def _data(images=None, labels=None):
+  d = fi.subset_dataset()
+  return d._replace(images=d.images if images is None else images,
+                    labels=d.labels if labels is None else labels)
+
+
+BAD_DATA = [
+    (lambda d: _data(images=d.images.astype(np.float32) / 255), "must be uint8"),
+    (lambda d: _data(images=np.zeros((256, 32, 32, 1), np.uint8)), "must have shape"),
+    (lambda d: _data(labels=d.labels + 5), "must lie in 0..9"),
+    (lambda d: _data(images=d.images[:10], labels=d.labels[:10]), "fewer than one batch"),
+    (lambda d: _data(images=np.zeros_like(d.images)), "blank"),
+]
+
+
+@pytest.mark.parametrize("make,message", BAD_DATA, ids=[m for _, m in BAD_DATA])
+def test_bad_dataset_is_one_clear_error(tmp_path, make, message):
+  with pytest.raises(ValueError, match=message):
+    loop.train(fi.make_config(0), str(tmp_path), quiet=True,
+               dataset=make(fi.subset_dataset()))
+
+
+def test_checkpoint_of_another_architecture_is_named(clean_run, tmp_path):
+  wd = str(tmp_path / "run")
+  shutil.copytree(clean_run, wd)
+  with pytest.raises(ck.CheckpointMismatchError, match="g_params"):
+    loop.train(fi.make_config(0, latent_dim=64, epochs=EPOCHS + 1), wd, quiet=True,
+               dataset=fi.subset_dataset())
