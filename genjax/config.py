@@ -50,6 +50,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_grid = 64
   c.progress_bar = True
   c.tensorboard = True
+  # Multi-process runs (genjax.train.distributed; issue 6). With distributed=True every
+  # process runs the same command and calls jax.distributed.initialize; empty / 0 / -1
+  # below let JAX auto-detect (SLURM, Open MPI, Cloud TPU).
+  c.distributed = False
+  c.coordinator_address = ""  # 'host:port' of process 0, e.g. '127.0.0.1:12345'.
+  c.num_processes = 0
+  c.process_id = -1
+  c.cpu_collectives = "gloo"  # CPU-only cross-process all-reduce backend ('' = JAX default).
   return c
 
 

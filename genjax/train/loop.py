@@ -18,7 +18,7 @@ from genjax import data as data_lib
 from genjax.checkpoint import Checkpointer
 from genjax.eval import pictures
 from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter, read_jsonl
-from genjax.train import parallel
+from genjax.train import distributed, parallel
 from genjax.train.task import Task, get_task
 
 GRID_KEY_TAG = 0x6121D  # The fixed z of the per-epoch sample grid.
@@ -77,14 +77,25 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   final state (replicated over the mesh).
   """
   config_lib.validate(config)
+  multi = distributed.initialize(config)  # No-op unless config.distributed.
+  writes = distributed.is_writer()        # Only process 0 writes files.
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config_lib.to_json(config))
+  if writes:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config_lib.to_json(config))
 
   dataset = load_train_split(config)
   setup = build(config, dataset.images)
-  steps_per_epoch = config_lib.steps_per_epoch(config, len(dataset.labels))
-  images, labels = parallel.to_device_dataset(dataset.images, dataset.labels, setup.mesh)
+  if multi:  # Each process keeps its block; the split is one array sharded over 'data'.
+    block = distributed.process_block(len(dataset.labels))
+    images, labels = distributed.global_dataset(dataset.images[block], dataset.labels[block],
+                                                setup.mesh)
+    epoch_fn = distributed.make_sharded_epoch(setup.task, setup.mesh, config.parallel,
+                                              config.batch_size)
+  else:
+    images, labels = parallel.to_device_dataset(dataset.images, dataset.labels, setup.mesh)
+    epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
+  steps_per_epoch = config_lib.steps_per_epoch(config, int(labels.shape[0]))
 
   ckpt = checkpointer_for(workdir, config)
   start_epoch = 0
@@ -95,32 +106,35 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  _drop_records_after(metrics_path, start_epoch)
-  writers = [JsonlWriter(metrics_path)]
-  if config.tensorboard:
-    writers.append(TensorboardWriter(os.path.join(workdir, "tb")))
+  writers = []
+  if writes:
+    _drop_records_after(metrics_path, start_epoch)
+    writers.append(JsonlWriter(metrics_path))
+    if config.tensorboard:
+      writers.append(TensorboardWriter(os.path.join(workdir, "tb")))
   writer = MultiWriter(writers)
 
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
   sample_fn = jax.jit(setup.task.sample, static_argnums=2)
   grid_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), GRID_KEY_TAG)
   epochs = range(start_epoch + 1, config.epochs + 1)
-  if config.progress_bar and not quiet:
+  if config.progress_bar and not quiet and writes:
     from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
     epochs = tqdm(epochs, desc=f"{config.model} on {config.dataset}", unit="epoch",
                   initial=start_epoch, total=config.epochs)
   try:
     for epoch in epochs:
       state, metrics = epoch_fn(state, images, labels)
-      scalars = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+      scalars = {k: float(np.mean(v)) for k, v in distributed.to_host(metrics).items()}
       step = epoch * steps_per_epoch
       writer.write(step, {"epoch": epoch, **scalars})
       if hasattr(epochs, "set_postfix"):
         epochs.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.endswith("loss")})
       last = epoch == config.epochs
       if epoch % config.sample_every == 0 or last:
-        grid = sample_fn(state, grid_key, config.num_grid, None)
-        pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
+        # Every process runs the sampler (it spans all devices); process 0 saves the grid.
+        grid = distributed.to_host(sample_fn(state, grid_key, config.num_grid, None))
+        if writes:
+          pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
       if epoch % config.checkpoint_every == 0 or last:
         ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
                   metrics=scalars)
@@ -128,6 +142,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   finally:
     writer.close()
     ckpt.close()
+  if not writes:
+    return state
   records = read_jsonl(metrics_path)
   loss_keys = sorted({k for r in records for k in r if k.endswith("loss")})
   pictures.save_curves(records, loss_keys, os.path.join(workdir, "loss_curve.png"),
