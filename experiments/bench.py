@@ -30,11 +30,13 @@ _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed genjax epochs after the war
 _WARMUP = flags.DEFINE_bool("warmup", True, "Run one untimed genjax epoch after compiling.")
 _TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "Baseline device (default: cuda if "
                                     "available, else cpu).")
+_THREADS = flags.DEFINE_list("torch_threads", ["0"], "Baseline intra-op thread counts, each a "
+                             "separate row ('0': torch's default).")
 _OUT = flags.DEFINE_string("out", "", "Folder for bench.md and bench.json.")
 flags.mark_flags_as_required(["config"])
 
 
-def _baselines(names, device):
+def _baselines(names, device, threads):
   if not names:
     return {}
   from experiments.benchmarks import torch_tutorial  # pylint: disable=import-outside-toplevel
@@ -50,10 +52,12 @@ def _baselines(names, device):
     import torch  # pylint: disable=import-outside-toplevel
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
-  def bind(fn):
+  def bind(fn, t):
+    fn = torch_tutorial.with_threads(fn, t)
     return lambda images, **kw: fn(images, device=device, **kw)
 
-  return {n: bind(torch_tutorial.BASELINES[n]) for n in names}
+  return {n + (f"_{t}thr" if t else ""): bind(torch_tutorial.BASELINES[n], t)
+          for n in names for t in threads}
 
 
 def main(argv):
@@ -62,7 +66,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   dataset = loop.load_train_split(config)
-  baselines = _baselines([b for b in _BASELINES.value if b], _TORCH_DEVICE.value)
+  baselines = _baselines([b for b in _BASELINES.value if b], _TORCH_DEVICE.value,
+                         [int(t) for t in _THREADS.value])
   env = bench.environment()
   print(f"{env['device']}, load average before: {env['load_average_1_5_15']}", flush=True)
   rows = bench.run_suite(

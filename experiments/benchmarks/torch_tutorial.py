@@ -155,18 +155,34 @@ def time_resident_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_step
   torch = _require_torch()
   torch.manual_seed(seed)
   G, D, G_opt, D_opt, criterion = build(device)
-  data = torch.from_numpy(np.ascontiguousarray(images_u8)).to(device)
+  data = torch.from_numpy(np.array(images_u8, copy=True)).to(device)  # writable copy
   data = data.reshape(len(data), -1).float().div(127.5).sub(1.0)  # [N, 784] in [-1, 1]
   if device.startswith("cuda"):
     torch.cuda.synchronize()
   n = len(data) // batch_size
-  n = min(n, max_steps) if max_steps else n
+  n = min(n, max_steps) if max_steps else n  # at most one epoch, as the genjax side
   t = time.perf_counter()
   perm = torch.randperm(len(data), device=device)
   for i in range(n):
     x = data[perm[i * batch_size:(i + 1) * batch_size]]
     _train_step(torch, x, G, D, G_opt, D_opt, criterion, 100, device)
   return {"epoch_s": time.perf_counter() - t, "steps": n, "batch_size": batch_size}
+
+
+def with_threads(fn, threads: int):
+  """`fn` run with `torch.set_num_threads(threads)` (0: torch's default, one per core).
+  On a shared CPU, eager PyTorch's per-op thread barriers suffer badly from other
+  processes' load, so the benchmark reports both the default and 1 thread."""
+  def run(*args, **kwargs):
+    torch = _require_torch()
+    before = torch.get_num_threads()
+    if threads:
+      torch.set_num_threads(threads)
+    try:
+      return fn(*args, **kwargs)
+    finally:
+      torch.set_num_threads(before)
+  return run
 
 
 BASELINES = {"torch_tutorial": time_tutorial_epoch, "torch_resident": time_resident_epoch}

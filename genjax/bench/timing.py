@@ -60,18 +60,15 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
     config: any genjax config (its task, model, batch size, dtype and parallel mode).
     images, labels: the training split, put on the devices once (as the loop does).
     repeats: steady-state epochs to time after the warm-up epoch.
-    steps: if > 0, cut the split to `steps` whole batches (steps/s of a config's step
-      without paying for a full epoch).
+    steps: if > 0, cut the split to `steps` whole batches, at most one epoch (steps/s of a
+      config's step without paying for a full epoch).
     warmup: run one untimed epoch first. Compilation is already excluded, so on long epochs
       the warm-up changes little and can be skipped to halve the run time.
   """
   if repeats < 1:
     raise ValueError(f"repeats must be >= 1, got {repeats}.")
-  if steps > 0:
-    n = steps * config.batch_size
-    if n > len(labels):
-      raise ValueError(f"steps={steps} x batch_size={config.batch_size} exceeds the "
-                       f"{len(labels)} examples given.")
+  if steps > 0:  # Capped at one epoch's worth of whole batches.
+    n = min(steps * config.batch_size, len(labels) - len(labels) % config.batch_size)
     images, labels = images[:n], labels[:n]
   setup = loop.build(config, images)
   steps_per_epoch = config_lib.steps_per_epoch(config, len(labels))
