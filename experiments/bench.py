@@ -32,6 +32,9 @@ _TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "Baseline device (defaul
                                     "available, else cpu).")
 _THREADS = flags.DEFINE_list("torch_threads", ["0"], "Baseline intra-op thread counts, each a "
                              "separate row ('0': torch's default).")
+_PROFILE = flags.DEFINE_string("profile_dir", "", "If set, only trace one epoch (first "
+                               "--steps batches, default 20) of the config with jax.profiler "
+                               "there and print the time per XLA op.")
 _OUT = flags.DEFINE_string("out", "", "Folder for bench.md and bench.json.")
 flags.mark_flags_as_required(["config"])
 
@@ -66,6 +69,16 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   dataset = loop.load_train_split(config)
+  if _PROFILE.value:
+    from genjax.bench import profile  # pylint: disable=import-outside-toplevel
+    out = profile.profile_epoch(config, dataset.images, dataset.labels, _PROFILE.value,
+                                steps=_STEPS.value or 20)
+    print(f"{bench.device_description()}; trace {out['trace']}; op time "
+          f"{out['total_us'] / 1e6:.2f} s (summed over threads)")
+    print("| op | s | share |\n|---|---|---|")
+    for name, us, share in out["ops"]:
+      print(f"| {name} | {us / 1e6:.3f} | {share:.1%} |")
+    return
   baselines = _baselines([b for b in _BASELINES.value if b], _TORCH_DEVICE.value,
                          [int(t) for t in _THREADS.value])
   env = bench.environment()

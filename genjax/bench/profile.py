@@ -22,6 +22,7 @@ import numpy as np
 from genjax.train import loop, parallel
 
 _SUFFIX = re.compile(r"[.:]\d+$")
+_CONTROL = ("while", "call", "conditional")
 
 
 def _op_events(trace_path: str) -> list[dict]:
@@ -37,8 +38,10 @@ def summarize(trace_path: str, top: int = 15) -> dict:
   totals: collections.Counter = collections.Counter()
   for e in _op_events(trace_path):
     name = e["name"]
+    # Runtime events and control-flow ops (whose events enclose their bodies' ops) are not
+    # op time of their own.
     if name.startswith(("$", "Thunk", "PjRt", "Tfrt", "Execute", "jit_", "ThreadPool")) or (
-        " " in name):
+        " " in name or "(" in name or "::" in name) or _SUFFIX.sub("", name) in _CONTROL:
       continue
     totals[_SUFFIX.sub("", name)] += float(e["dur"])
   total = sum(totals.values())
