@@ -123,6 +123,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   if config.num_devices < 0:
     raise ValueError(f"config.num_devices must be >= 0 (0 = all), got {config.num_devices}.")
+  if config.num_processes < 0 or config.process_id < -1:
+    raise ValueError(f"config.num_processes must be >= 0 (0 = auto) and config.process_id "
+                     f">= -1 (-1 = auto), got {config.num_processes} and {config.process_id}.")
   if config.keep_best_mode not in ("min", "max"):
     raise ValueError(f"config.keep_best_mode must be 'min' or 'max', got "
                      f"{config.keep_best_mode!r}.")

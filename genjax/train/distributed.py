@@ -1,6 +1,11 @@
 """Multi-process data parallelism on JAX's own multi-controller runtime.
 
-Every process runs the same program (`experiments/train.py` with `config.distributed=True`).
+Every process runs the same program, e.g. on one machine (process_id 0 and 1):
+
+  python experiments/train.py --config=experiments/configs/mlp_gan.py:mnist --workdir=runs/d \
+      --config.distributed=True --config.coordinator_address=127.0.0.1:12345 \
+      --config.num_processes=2 --config.process_id=0
+
 `initialize` connects it to the others through `jax.distributed.initialize`; from then on
 `jax.devices()` lists every process's devices and `parallel.make_mesh` builds one global
 ('data',) mesh over them. Each process keeps only its contiguous block of the training

@@ -1,7 +1,8 @@
 """The one host loop: data onto the devices, epochs, metrics, pictures, checkpoints.
 
 Everything with side effects lives here; the per-epoch work is one jitted call
-(`parallel.make_epoch`) and one `device_get` of its metrics.
+(`parallel.make_epoch`, or `distributed.make_sharded_epoch` across processes) and one host
+copy of its metrics. In a multi-process run only process 0 writes files.
 """
 from __future__ import annotations
 
