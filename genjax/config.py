@@ -58,6 +58,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.debug_nan_step = -1       # Test hook: poison the batch of this global step with NaN
                               # inside the jitted step, once per process (-1: off).
   c.async_checkpoint = False  # Orbax async save: training goes on while the step is written.
+  # Multi-process runs (genjax.train.distributed; issue 6). With distributed=True every
+  # process runs the same command and calls jax.distributed.initialize; empty / 0 / -1
+  # below let JAX auto-detect (SLURM, Open MPI, Cloud TPU).
+  c.distributed = False
+  c.coordinator_address = ""  # 'host:port' of process 0, e.g. '127.0.0.1:12345'.
+  c.num_processes = 0
+  c.process_id = -1
+  c.cpu_collectives = "gloo"  # CPU-only cross-process all-reduce backend ('' = JAX default).
   return c
 
 
@@ -126,6 +134,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.num_devices must be >= 0 (0 = all), got {config.num_devices}.")
   if config.nan_policy not in NAN_POLICIES:
     raise ValueError(f"config.nan_policy={config.nan_policy!r}; use one of {NAN_POLICIES}.")
+  if config.num_processes < 0 or config.process_id < -1:
+    raise ValueError(f"config.num_processes must be >= 0 (0 = auto) and config.process_id "
+                     f">= -1 (-1 = auto), got {config.num_processes} and {config.process_id}.")
   if config.keep_best_mode not in ("min", "max"):
     raise ValueError(f"config.keep_best_mode must be 'min' or 'max', got "
                      f"{config.keep_best_mode!r}.")

@@ -23,7 +23,7 @@ from genjax.checkpoint import Checkpointer
 from genjax.eval import pictures
 from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter
 from genjax.train import guard as guard_lib
-from genjax.train import parallel
+from genjax.train import distributed, parallel
 from genjax.train.task import Task, get_task
 
 GRID_KEY_TAG = 0x6121D  # The fixed z of the per-epoch sample grid.
@@ -128,8 +128,10 @@ def _restore_or_init(setup: Setup, ckpt: Checkpointer) -> tuple[Any, int]:
                                  setup.mesh), 0
 
 
-def _make_epoch_fn(setup: Setup, nan_step: int):
+def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
   c = setup.config
+  if multi_process:  # Per-device shuffling of each process's block; no NaN guard there yet.
+    return distributed.make_sharded_epoch(setup.task, setup.mesh, c.parallel, c.batch_size)
   return parallel.make_epoch(setup.task, setup.mesh, c.parallel, c.batch_size,
                              guard=c.nan_policy != "off", nan_step=nan_step)
 
@@ -176,29 +178,40 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   follows `config.nan_policy`, never checkpointing a bad state.
   """
   config_lib.validate(config)
+  multi = distributed.initialize(config)  # No-op unless config.distributed.
+  writes = distributed.is_writer()        # Only process 0 writes files.
   os.makedirs(workdir, exist_ok=True)
-  _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
+  if writes:
+    _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
 
   dataset = load_train_split(config) if dataset is None else dataset
   validate_dataset(dataset, config.batch_size)
   setup = build(config, dataset.images)
-  steps_per_epoch = config_lib.steps_per_epoch(config, len(dataset.labels))
-  images, labels = parallel.to_device_dataset(dataset.images, dataset.labels, setup.mesh)
+  if multi:  # Each process keeps its block; the split is one array sharded over 'data'.
+    block = distributed.process_block(len(dataset.labels))
+    images, labels = distributed.global_dataset(dataset.images[block], dataset.labels[block],
+                                                setup.mesh)
+  else:
+    images, labels = parallel.to_device_dataset(dataset.images, dataset.labels, setup.mesh)
+  steps_per_epoch = config_lib.steps_per_epoch(config, int(labels.shape[0]))
 
   ckpt = checkpointer_for(workdir, config)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  writers = [JsonlWriter(metrics_path)]
-  if config.tensorboard:
-    writers.append(TensorboardWriter(os.path.join(workdir, "tb")))
+  writers = []
+  if writes:
+    writers.append(JsonlWriter(metrics_path))
+    if config.tensorboard:
+      writers.append(TensorboardWriter(os.path.join(workdir, "tb")))
   writer = MultiWriter(writers)
+  bar = None
   try:
     state, epoch = _restore_or_init(setup, ckpt)
-    _drop_records_after(metrics_path, epoch)
-    epoch_fn = _make_epoch_fn(setup, config.debug_nan_step)
+    if writes:
+      _drop_records_after(metrics_path, epoch)
+    epoch_fn = _make_epoch_fn(setup, config.debug_nan_step, multi)
     sample_fn = jax.jit(setup.task.sample, static_argnums=2)
     grid_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), GRID_KEY_TAG)
-    bar = None
-    if config.progress_bar and not quiet:
+    if config.progress_bar and not quiet and writes:
       from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
       bar = tqdm(desc=f"{config.model} on {config.dataset}", unit="epoch", initial=epoch,
                  total=config.epochs)
@@ -206,7 +219,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     with _sigterm_flag() as preempted:
       while epoch < config.epochs:
         state, metrics = epoch_fn(state, images, labels)
-        metrics, record = guard_lib.split_record(jax.device_get(metrics))
+        metrics, record = guard_lib.split_record(distributed.to_host(metrics))
         failure = _guard_failure(record, metrics, state, epoch + 1, ckpt)
         if failure is not None:
           if config.nan_policy != "rollback" or rollbacks >= config.nan_max_rollbacks:
@@ -216,8 +229,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
                           config.nan_max_rollbacks)
           ckpt.wait()
           state, epoch = _restore_or_init(setup, ckpt)
-          _drop_records_after(metrics_path, epoch)
-          epoch_fn = _make_epoch_fn(setup, -1)  # The injected fault is transient.
+          if writes:
+            _drop_records_after(metrics_path, epoch)
+          epoch_fn = _make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
           continue
         epoch += 1
         scalars = {k: float(np.mean(v)) for k, v in metrics.items()}
@@ -229,8 +243,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
         stop = preempted()  # Read once: a signal between save and exit must not skip the save.
         last = epoch == config.epochs or stop
         if epoch % config.sample_every == 0 or last:
-          grid = sample_fn(state, grid_key, config.num_grid, None)
-          pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
+          # Every process runs the sampler (it spans all devices); process 0 saves the grid.
+          grid = distributed.to_host(sample_fn(state, grid_key, config.num_grid, None))
+          if writes:
+            pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
         if epoch % config.checkpoint_every == 0 or last:
           ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
                     metrics=scalars)
@@ -240,8 +256,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           break
     ckpt.wait()
   finally:
+    if bar is not None:
+      bar.close()
     writer.close()
     ckpt.close()
+  if not writes:
+    return state
   records = _read_records(metrics_path)
   loss_keys = sorted({k for r in records for k in r if k.endswith("loss")})
   pictures.save_curves(records, loss_keys, os.path.join(workdir, "loss_curve.png"),

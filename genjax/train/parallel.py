@@ -23,8 +23,10 @@ SHUFFLE_TAG = 0x5EED  # Keeps the shuffling stream apart from the per-step strea
 
 
 def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
-  """A 1-d mesh over the first `num_devices` local devices (0: all of them)."""
-  devices = jax.local_devices()
+  """A 1-d mesh over the first `num_devices` devices (0: all of them). In a multi-process
+  run (genjax.train.distributed) `jax.devices()` holds every process's devices, so the mesh
+  is global; in one process it is the local devices."""
+  devices = jax.devices()
   n = num_devices or len(devices)
   if n > len(devices):
     raise ValueError(f"config.num_devices={n} but only {len(devices)} devices are present: "

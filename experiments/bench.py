@@ -1,0 +1,106 @@
+"""Benchmark genjax against the PyTorch tutorial baselines, side by side in one process.
+
+  GENJAX_DATA_DIR=... python experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+      --batch_sizes=64,1024 --out=runs/bench
+  # steps/s of any other config's step (no baselines), first 50 batches:
+  python experiments/bench.py --config=experiments/configs/<x>.py --steps=50 --baselines=
+
+Prints a markdown table; writes bench.md and bench.json (rows + device, versions, date, load)
+to --out. The PyTorch baselines need torch (the `bench` extra) and are skipped with a message
+when it is absent.
+"""
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from genjax import bench
+from genjax.train import loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_BATCH = flags.DEFINE_list("batch_sizes", ["64"], "genjax batch sizes.")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes: float32, bfloat16.")
+_BASELINES = flags.DEFINE_list("baselines", ["torch_tutorial", "torch_resident"],
+                               "PyTorch baselines (MLP GAN only); empty for none.")
+_BASE_BATCH = flags.DEFINE_list("baseline_batch_sizes", None,
+                                "Baseline batch sizes (default: --batch_sizes).")
+_STEPS = flags.DEFINE_integer("steps", 0, "Time only the first N batches (0: whole epochs).")
+_REPEATS = flags.DEFINE_integer("repeats", 1, "Timed genjax epochs after the warm-up.")
+_WARMUP = flags.DEFINE_bool("warmup", True, "Run one untimed genjax epoch after compiling.")
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "Baseline device (default: cuda if "
+                                    "available, else cpu).")
+_THREADS = flags.DEFINE_list("torch_threads", ["0"], "Baseline intra-op thread counts, each a "
+                             "separate row ('0': torch's default).")
+_PROFILE = flags.DEFINE_string("profile_dir", "", "If set, only trace one epoch (first "
+                               "--steps batches, default 20) of the config with jax.profiler "
+                               "there and print the time per XLA op.")
+_OUT = flags.DEFINE_string("out", "", "Folder for bench.md and bench.json.")
+flags.mark_flags_as_required(["config"])
+
+
+def _baselines(names, device, threads):
+  if not names:
+    return {}
+  from experiments.benchmarks import torch_tutorial  # pylint: disable=import-outside-toplevel
+  if not torch_tutorial.available():
+    print("torch is not installed: skipping the PyTorch baselines "
+          "(pip install 'genjax[bench]').")
+    return {}
+  unknown = set(names) - set(torch_tutorial.BASELINES)
+  if unknown:
+    raise app.UsageError(f"Unknown baselines {sorted(unknown)}; known: "
+                         f"{sorted(torch_tutorial.BASELINES)}.")
+  if not device:
+    import torch  # pylint: disable=import-outside-toplevel
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+  def bind(fn, t):
+    fn = torch_tutorial.with_threads(fn, t)
+    return lambda images, **kw: fn(images, device=device, **kw)
+
+  return {n + (f"_{t}thr" if t else ""): bind(torch_tutorial.BASELINES[n], t)
+          for n in names for t in threads}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
+  dataset = loop.load_train_split(config)
+  if _PROFILE.value:
+    from genjax.bench import profile  # pylint: disable=import-outside-toplevel
+    out = profile.profile_epoch(config, dataset.images, dataset.labels, _PROFILE.value,
+                                steps=_STEPS.value or 20)
+    print(f"{bench.device_description()}; trace {out['trace']}; op time "
+          f"{out['total_us'] / 1e6:.2f} s (summed over threads)")
+    print("| op | s | share |\n|---|---|---|")
+    for name, us, share in out["ops"]:
+      print(f"| {name} | {us / 1e6:.3f} | {share:.1%} |")
+    return
+  baselines = _baselines([b for b in _BASELINES.value if b], _TORCH_DEVICE.value,
+                         [int(t) for t in _THREADS.value])
+  env = bench.environment()
+  print(f"{env['device']}, load average before: {env['load_average_1_5_15']}", flush=True)
+  rows = bench.run_suite(
+      config, dataset.images, dataset.labels, batch_sizes=[int(b) for b in _BATCH.value],
+      dtypes=_DTYPES.value, baselines=baselines,
+      baseline_batch_sizes=[int(b) for b in _BASE_BATCH.value] if _BASE_BATCH.value else None,
+      steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
+      log=lambda m: print(m, flush=True))
+  rows = bench.add_ratios(rows, list(baselines))
+  env_after = bench.environment()
+  env["load_average_after"] = env_after["load_average_1_5_15"]
+  md = bench.to_markdown(rows, env)
+  print(md)
+  if _OUT.value:
+    os.makedirs(_OUT.value, exist_ok=True)
+    with open(os.path.join(_OUT.value, "bench.md"), "w") as f:
+      f.write(md)
+    with open(os.path.join(_OUT.value, "bench.json"), "w") as f:
+      f.write(bench.to_json(rows, env, dataset=config.dataset, steps=_STEPS.value))
+
+
+if __name__ == "__main__":
+  app.run(main)

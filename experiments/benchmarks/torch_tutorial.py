@@ -1,0 +1,188 @@
+"""The reference PyTorch MLP GAN tutorial, as a tutorial user runs it, for side-by-side timing.
+
+Two baselines, both eager fp32 with the tutorial's G/D (the same shapes and initialisation as
+`genjax/models/mlp_gan.py`), BCELoss on a Sigmoid output and Adam(2e-4):
+  * `tutorial`: a map-style Dataset that turns each uint8 image into a PIL image and applies
+    ToTensor + Normalize(0.5, 0.5) per item (what torchvision's MNIST + transforms do), and a
+    DataLoader with shuffle=True, batch 64;
+  * `resident`: the whole split normalised once and kept on the device as one tensor, each
+    epoch a `randperm` and index slicing (a well-tuned eager PyTorch loop).
+torchvision is not required: its two transforms are re-implemented line for line.
+torch is optional (the `bench` extra); `available()` says whether it can be imported.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+
+def available() -> bool:
+  try:
+    import torch  # pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+def _require_torch():
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("The PyTorch baselines need torch: pip install 'genjax[bench]'.") from e
+  return torch
+
+
+def build(device: str = "cpu", latent_dim: int = 100):
+  """(G, D, G_optimizer, D_optimizer, criterion) exactly as in the tutorial."""
+  torch = _require_torch()
+  nn = torch.nn
+
+  class Generator(nn.Module):
+    def __init__(self, g_input_dim, g_output_dim):
+      super().__init__()
+      self.fc1 = nn.Linear(g_input_dim, 256)
+      self.fc2 = nn.Linear(self.fc1.out_features, self.fc1.out_features * 2)
+      self.fc3 = nn.Linear(self.fc2.out_features, self.fc2.out_features * 2)
+      self.fc4 = nn.Linear(self.fc3.out_features, g_output_dim)
+
+    def forward(self, x):
+      x = nn.functional.leaky_relu(self.fc1(x), 0.2)
+      x = nn.functional.leaky_relu(self.fc2(x), 0.2)
+      x = nn.functional.leaky_relu(self.fc3(x), 0.2)
+      return torch.tanh(self.fc4(x))
+
+  class Discriminator(nn.Module):
+    def __init__(self, d_input_dim):
+      super().__init__()
+      self.fc1 = nn.Linear(d_input_dim, 1024)
+      self.fc2 = nn.Linear(self.fc1.out_features, self.fc1.out_features // 2)
+      self.fc3 = nn.Linear(self.fc2.out_features, self.fc2.out_features // 2)
+      self.fc4 = nn.Linear(self.fc3.out_features, 1)
+
+    def forward(self, x):
+      x = nn.functional.leaky_relu(self.fc1(x), 0.2)
+      x = nn.functional.dropout(x, 0.3, training=self.training)
+      x = nn.functional.leaky_relu(self.fc2(x), 0.2)
+      x = nn.functional.dropout(x, 0.3, training=self.training)
+      x = nn.functional.leaky_relu(self.fc3(x), 0.2)
+      return torch.sigmoid(self.fc4(x))
+
+  mnist_dim = 28 * 28
+  G = Generator(latent_dim, mnist_dim).to(device)
+  D = Discriminator(mnist_dim).to(device)
+  lr = 0.0002
+  G_optimizer = torch.optim.Adam(G.parameters(), lr=lr)
+  D_optimizer = torch.optim.Adam(D.parameters(), lr=lr)
+  return G, D, G_optimizer, D_optimizer, nn.BCELoss()
+
+
+def _train_step(torch, x, G, D, G_optimizer, D_optimizer, criterion, latent_dim, device):
+  """The tutorial's D_train(x) then G_train(x)."""
+  bs = x.shape[0]
+  # D_train
+  D.zero_grad()
+  x_real, y_real = x.view(-1, 28 * 28), torch.ones(bs, 1, device=device)
+  D_real_loss = criterion(D(x_real), y_real)
+  z = torch.randn(bs, latent_dim, device=device)
+  x_fake, y_fake = G(z), torch.zeros(bs, 1, device=device)
+  D_fake_loss = criterion(D(x_fake), y_fake)
+  D_loss = D_real_loss + D_fake_loss
+  D_loss.backward()
+  D_optimizer.step()
+  # G_train
+  G.zero_grad()
+  z = torch.randn(bs, latent_dim, device=device)
+  y = torch.ones(bs, 1, device=device)
+  G_loss = criterion(D(G(z)), y)
+  G_loss.backward()
+  G_optimizer.step()
+  # The tutorial appends .item() of both losses every step (a host sync per step).
+  return D_loss.item(), G_loss.item()
+
+
+def make_tutorial_loader(images_u8: np.ndarray, batch_size: int = 64):
+  """DataLoader(Dataset with ToTensor + Normalize(0.5, 0.5) per item, shuffle=True)."""
+  torch = _require_torch()
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  def to_tensor(pic):  # torchvision.transforms.ToTensor for a mode 'L' PIL image
+    img = torch.from_numpy(np.array(pic, np.uint8, copy=True))
+    img = img.view(pic.size[1], pic.size[0], 1).permute((2, 0, 1)).contiguous()
+    return img.to(dtype=torch.get_default_dtype()).div(255)
+
+  def normalize(t, mean=(0.5,), std=(0.5,)):  # torchvision.transforms.Normalize
+    mean = torch.as_tensor(mean, dtype=t.dtype)[:, None, None]
+    std = torch.as_tensor(std, dtype=t.dtype)[:, None, None]
+    return t.sub(mean).div(std)
+
+  class MNISTLike(torch.utils.data.Dataset):
+    def __init__(self, images):
+      self.images = images[..., 0] if images.ndim == 4 else images  # [N, 28, 28]
+
+    def __len__(self):
+      return len(self.images)
+
+    def __getitem__(self, i):
+      img = Image.fromarray(self.images[i], mode="L")  # as torchvision's MNIST does
+      return normalize(to_tensor(img)), 0
+
+  return torch.utils.data.DataLoader(MNISTLike(images_u8), batch_size=batch_size,
+                                     shuffle=True)
+
+
+def time_tutorial_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_steps: int = 0,
+                        seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+  """Seconds for one epoch of the tutorial loop (data loading included)."""
+  torch = _require_torch()
+  torch.manual_seed(seed)
+  G, D, G_opt, D_opt, criterion = build(device)
+  loader = make_tutorial_loader(images_u8, batch_size)
+  steps = 0
+  t = time.perf_counter()
+  for x, _ in loader:
+    _train_step(torch, x.to(device), G, D, G_opt, D_opt, criterion, 100, device)
+    steps += 1
+    if max_steps and steps >= max_steps:
+      break
+  return {"epoch_s": time.perf_counter() - t, "steps": steps, "batch_size": batch_size}
+
+
+def time_resident_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_steps: int = 0,
+                        seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+  """Seconds for one epoch with the normalised split resident on `device` (whole batches)."""
+  torch = _require_torch()
+  torch.manual_seed(seed)
+  G, D, G_opt, D_opt, criterion = build(device)
+  data = torch.from_numpy(np.array(images_u8, copy=True)).to(device)  # writable copy
+  data = data.reshape(len(data), -1).float().div(127.5).sub(1.0)  # [N, 784] in [-1, 1]
+  if device.startswith("cuda"):
+    torch.cuda.synchronize()
+  n = len(data) // batch_size
+  n = min(n, max_steps) if max_steps else n  # at most one epoch, as the genjax side
+  t = time.perf_counter()
+  perm = torch.randperm(len(data), device=device)
+  for i in range(n):
+    x = data[perm[i * batch_size:(i + 1) * batch_size]]
+    _train_step(torch, x, G, D, G_opt, D_opt, criterion, 100, device)
+  return {"epoch_s": time.perf_counter() - t, "steps": n, "batch_size": batch_size}
+
+
+def with_threads(fn, threads: int):
+  """`fn` run with `torch.set_num_threads(threads)` (0: torch's default, one per core).
+  On a shared CPU, eager PyTorch's per-op thread barriers suffer badly from other
+  processes' load, so the benchmark reports both the default and 1 thread."""
+  def run(*args, **kwargs):
+    torch = _require_torch()
+    before = torch.get_num_threads()
+    if threads:
+      torch.set_num_threads(threads)
+    try:
+      return fn(*args, **kwargs)
+    finally:
+      torch.set_num_threads(before)
+  return run
+
+
+BASELINES = {"torch_tutorial": time_tutorial_epoch, "torch_resident": time_resident_epoch}

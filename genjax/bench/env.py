@@ -1,0 +1,46 @@
+"""What a benchmark number depends on: device, library versions, date, machine load."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+from typing import Any
+
+import jax
+
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")
+
+
+def _version(name: str) -> str | None:
+  try:
+    return importlib.metadata.version(name)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def device_description() -> str:
+  """e.g. 'cpu x1 (2 cores)' or 'NVIDIA H100 80GB HBM3 x8'."""
+  devices = jax.devices()
+  kind = devices[0].device_kind
+  text = f"{kind} x{len(devices)}"
+  if devices[0].platform == "cpu":
+    text += f" ({os.cpu_count()} cores)"
+  return text
+
+
+def environment() -> dict[str, Any]:
+  """A JSON-able record of where and when a benchmark ran."""
+  load = os.getloadavg() if hasattr(os, "getloadavg") else None
+  return {
+      "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+      "device": device_description(),
+      "platform": jax.devices()[0].platform,
+      "num_devices": jax.device_count(),
+      "num_processes": jax.process_count(),
+      "cpu_count": os.cpu_count(),
+      "load_average_1_5_15": list(load) if load else None,
+      "python": platform.python_version(),
+      "machine": platform.machine(),
+      "versions": {p: _version(p) for p in _PACKAGES},
+  }

@@ -1,0 +1,63 @@
+"""The benchmark suite: genjax rows for any config, baseline rows from plain callables.
+
+A row is a flat dict (JSON-able): impl, model, dtype, batch_size, steps (timed), full_epoch,
+compile_s, time_s, steps_per_s, examples_per_s (+ warmup_s, epoch_s for genjax). Baselines
+are functions `fn(images_u8, *, batch_size, max_steps) -> {'epoch_s', 'steps'}` (see
+experiments/benchmarks/torch_tutorial.py), so this package never imports torch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import ml_collections
+import numpy as np
+
+from genjax import config as config_lib
+from genjax.bench.timing import time_epoch
+
+Baseline = Callable[..., dict]
+
+
+def genjax_row(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
+               steps: int = 0, repeats: int = 1, warmup: bool = True) -> dict:
+  """One row: `config`'s jitted epoch (or its first `steps` batches when steps > 0)."""
+  t = time_epoch(config, images, labels, repeats=repeats, steps=steps, warmup=warmup)
+  return {"impl": "genjax", "model": config.model, "dtype": config.compute_dtype,
+          "batch_size": config.batch_size, "steps": t.steps_per_epoch,
+          "full_epoch": steps <= 0, "compile_s": t.compile_s, "warmup_s": t.warmup_s,
+          "epoch_s": t.epoch_s, "time_s": t.median_epoch_s, "steps_per_s": t.steps_per_s,
+          "examples_per_s": t.examples_per_s, "num_devices": t.num_devices}
+
+
+def baseline_row(name: str, fn: Baseline, images: np.ndarray, *, batch_size: int,
+                 steps: int = 0, model: str = "mlp_gan") -> dict:
+  """One row from a baseline timing function (one epoch, or its first `steps` batches)."""
+  out = fn(images, batch_size=batch_size, max_steps=steps)
+  return {"impl": name, "model": model, "dtype": "float32", "batch_size": batch_size,
+          "steps": out["steps"], "full_epoch": steps <= 0, "compile_s": None,
+          "time_s": out["epoch_s"], "steps_per_s": out["steps"] / out["epoch_s"],
+          "examples_per_s": out["steps"] * batch_size / out["epoch_s"]}
+
+
+def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray, *,
+              batch_sizes: Sequence[int] = (64,), dtypes: Sequence[str] = ("float32",),
+              baselines: Mapping[str, Baseline] | None = None,
+              baseline_batch_sizes: Sequence[int] | None = None, steps: int = 0,
+              repeats: int = 1, warmup: bool = True,
+              log: Callable[[str], None] = lambda _: None) -> list[dict]:
+  """genjax rows for every (batch size, dtype), then every baseline at its batch sizes, all
+  in this process so ratios compare runs under the same machine conditions."""
+  rows = []
+  for batch_size in batch_sizes:
+    for dtype in dtypes:
+      c = config_lib.override(config, {"batch_size": batch_size, "compute_dtype": dtype})
+      log(f"genjax {c.model} batch {batch_size} {dtype} ...")
+      rows.append(genjax_row(c, images, labels, steps=steps, repeats=repeats, warmup=warmup))
+      log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
+  for name, fn in (baselines or {}).items():
+    for batch_size in (baseline_batch_sizes or batch_sizes):
+      log(f"{name} batch {batch_size} ...")
+      rows.append(baseline_row(name, fn, images, batch_size=batch_size, steps=steps,
+                               model=config.model))
+      log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
+  return rows

@@ -1,0 +1,91 @@
+"""The benchmark code path on CPU with tiny sizes: structure of rows, ratios and reports (no
+timing assertions), the PyTorch baselines when torch is present, and bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from experiments.benchmarks import torch_tutorial
+from experiments.configs.mlp_gan import get_config
+from genjax import bench
+from genjax import config as config_lib
+from genjax.data import load
+
+
+@pytest.fixture(scope="module")
+def digits():
+  ds = load("digits", "train")
+  return ds.images[:96], ds.labels[:96]
+
+
+def test_time_epoch_separates_compile_and_counts_steps(digits):
+  c = config_lib.override(get_config("smoke"), {"batch_size": 16})
+  t = bench.time_epoch(c, *digits, repeats=2, steps=3)
+  assert t.steps_per_epoch == 3 and t.batch_size == 16 and t.num_devices == 1
+  assert len(t.epoch_s) == 2 and t.compile_s > 0 and t.warmup_s > 0
+  d = t.as_dict()
+  assert d["steps_per_s"] == pytest.approx(3 / d["median_epoch_s"])
+  assert d["examples_per_s"] == pytest.approx(16 * d["steps_per_s"])
+  with pytest.raises(ValueError, match="repeats"):
+    bench.time_epoch(c, *digits, repeats=0)
+
+
+def test_suite_rows_ratios_and_reports(digits):
+  calls = []
+
+  def fake_baseline(images, *, batch_size, max_steps):
+    calls.append((len(images), batch_size, max_steps))
+    return {"epoch_s": 2.0, "steps": max_steps}
+
+  c = get_config("smoke")
+  # steps=50 is capped at one epoch of whole batches: 96 // 32 = 3 (one compile only).
+  rows = bench.run_suite(c, *digits, batch_sizes=(32,), dtypes=("bfloat16",),
+                         baselines={"fake": fake_baseline}, steps=50, warmup=False)
+  assert calls == [(96, 32, 50)]
+  assert [(r["impl"], r["dtype"], r["steps"]) for r in rows] == [
+      ("genjax", "bfloat16", 3), ("fake", "float32", 50)]
+  assert rows[1]["steps_per_s"] == 25.0 and rows[1]["compile_s"] is None
+  assert rows[0]["warmup_s"] is None and not rows[0]["full_epoch"]
+  rows = bench.add_ratios(rows, ["fake"])
+  assert rows[0]["x_fake"] == pytest.approx(rows[0]["steps_per_s"] / 25.0)
+  assert "x_fake" not in rows[1]
+
+  env = bench.environment()
+  assert env["platform"] == "cpu" and env["versions"]["jax"] and env["date_utc"]
+  md = bench.to_markdown(rows, env)
+  assert md.count("\n| genjax |") == 1 and "x vs fake" in md and env["device"] in md
+  doc = json.loads(bench.to_json(rows, env, note="tiny"))
+  assert doc["note"] == "tiny" and len(doc["rows"]) == 2
+  assert set(doc["environment"]) >= {"device", "date_utc", "versions", "load_average_1_5_15"}
+
+
+def test_cost_analysis_reports_flops(digits):
+  c = config_lib.override(get_config("smoke"), {"batch_size": 16})
+  cost = bench.cost_analysis(c, digits[0][:32], digits[1][:32])
+  # XLA counts the scanned body once: at least one step's matmuls (G and D, fwd + bwd).
+  assert cost["flops"] > 6 * 16 * 1.4e6
+
+
+@pytest.mark.skipif(not torch_tutorial.available(), reason="torch not installed (bench extra)")
+def test_torch_baselines_run_tiny(digits):
+  images = digits[0]
+  for name, fn in torch_tutorial.BASELINES.items():
+    out = torch_tutorial.with_threads(fn, 1)(images, batch_size=32, max_steps=2)
+    assert out["steps"] == 2 and out["epoch_s"] > 0, name
+  loader = torch_tutorial.make_tutorial_loader(images, batch_size=32)
+  x, _ = next(iter(loader))
+  # ToTensor + Normalize(0.5, 0.5): [B, 1, 28, 28] in [-1, 1], the genjax scaling.
+  assert tuple(x.shape) == (32, 1, 28, 28)
+  assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+  G, D, *_ = torch_tutorial.build()
+  assert sum(p.numel() for p in G.parameters()) == 1_486_352
+  assert sum(p.numel() for p in D.parameters()) == 1_460_225
+
+
+def test_torch_loader_normalisation_matches_genjax(digits):
+  pytest.importorskip("torch")
+  from genjax.data import to_float
+  images = digits[0][:4]
+  ds = torch_tutorial.make_tutorial_loader(images, batch_size=4).dataset
+  got = np.stack([ds[i][0].numpy()[0] for i in range(4)])
+  np.testing.assert_allclose(got, to_float(images)[..., 0], atol=1e-6)
