@@ -41,9 +41,9 @@ def ada(target: float = 0.6, interval: int = 4, kimg: float = 100.0,
   `reduce` sums over devices when the step runs per device."""
 
   def init() -> AdaState:
-    zero = jnp.zeros((), jnp.float32)
-    return AdaState(p=jnp.asarray(p_init, jnp.float32), sign_sum=zero, count=zero,
-                    steps=jnp.zeros((), jnp.int32))
+    # Distinct buffers: the epoch donates the state, and one buffer twice is an error.
+    return AdaState(p=jnp.full((), p_init, jnp.float32), sign_sum=jnp.zeros((), jnp.float32),
+                    count=jnp.zeros((), jnp.float32), steps=jnp.zeros((), jnp.int32))
 
   def update(real_logits: jax.Array, state: AdaState, *, reduce=lambda t: t
              ) -> tuple[AdaState, jax.Array]:
