@@ -59,7 +59,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.ada = False               # Adaptive discriminator augmentation (genjax.train.ada).
   c.ada_target = 0.6          # Target of r_t = E[sign D(real)].
   c.ada_interval = 4          # Steps between adjustments of p.
-  c.ada_kimg = 100            # Thousands of images for p to move by 1 at the full rate.
+  c.ada_kimg = 100.0          # Thousands of images for p to move by 1 at the full rate.
   c.ada_p_init = 0.0          # Starting augmentation probability (fixed p if ada_kimg huge).
   return c
 
