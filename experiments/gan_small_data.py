@@ -4,7 +4,8 @@ mode-collapse detector react.
 Runs (each the same DCGAN on the first --num_train training images):
   plain  -- no augmentation;
   ada    -- adaptive augmentation from the start (p steered by r_t toward --ada_target);
-  react  -- plain until the collapse detector fires or r_t passes --ada_target, then the
+  react  -- plain until the collapse detector fires or D's train/test sign gap passes
+            --react_gap, then the
             host switches to the ADA step (same state: the ADA controller rides in it).
 Every --eval_every epochs it logs D's overfitting signal (mean sign D on training vs held-out
 test images), ADA's p and r_t, and the collapse detector's normalised entropy / coverage of
@@ -39,6 +40,8 @@ _BATCH = flags.DEFINE_integer("batch_size", 50, "Batch size.")
 _RUNS = flags.DEFINE_list("runs", ["plain", "ada", "react"], "Which runs.")
 _TARGET = flags.DEFINE_float("ada_target", 0.6, "ADA target for r_t.")
 _KIMG = flags.DEFINE_float("ada_kimg", 20.0, "ADA speed: kimg for p to move by 1.")
+_GAP = flags.DEFINE_float("react_gap", 0.2, "react: switch ADA on when r_train - r_test "
+                          "exceeds this (D memorising) or the detector fires.")
 _RESULTS = flags.DEFINE_string("results", "experiments/RESULTS.md", "'' = print only.")
 
 
@@ -73,7 +76,7 @@ def main(argv):
     d_sign = jax.jit(lambda s, x: jnp.mean(jnp.sign(_apply(disc, s.d_params, s.d_stats, x,
                                                             train=False)[0])))
     sample = jax.jit(task.sample, static_argnums=2)
-    det = collapse.collapse_detector()
+    det = collapse.collapse_detector(warmup=2)
     det_state = det.init()
     state = parallel.put_replicated(task.init(jax.random.PRNGKey(0), {"image": seen[:1]}),
                                     mesh)
@@ -90,17 +93,18 @@ def main(argv):
       r_train, r_test = float(d_sign(state, seen)), float(d_sign(state, held))
       fired = bool(report.fired)
       row = dict(run=run, epoch=epoch, d_loss=m["d_loss"], r_train=r_train, r_test=r_test,
-                 p=float(state.ada.p), entropy=float(report.entropy),
+                 p=float(state.ada.p), entropy=float(report.entropy) + 0.0,
                  coverage=float(report.coverage), fired=fired, ada_on=switched,
                  secs=time.time() - t0)
       rows.append(row)
       print(row, flush=True)
-      if run == "react" and not switched and (fired or r_train > _TARGET.value):
+      if run == "react" and not switched and (fired or r_train - r_test > _GAP.value):
         switched = True  # The reaction: from the next epoch on, D sees adaptive augments.
   cmd = (f"PYTHONPATH=. python experiments/gan_small_data.py --dataset={_DATASET.value} "
          f"--num_train={_NUM_TRAIN.value} --epochs={_EPOCHS.value} --eval_every="
          f"{_EVAL_EVERY.value} --width={_WIDTH.value} --batch_size={_BATCH.value} "
-         f"--runs={','.join(_RUNS.value)} --ada_target={_TARGET.value} --ada_kimg={_KIMG.value}")
+         f"--runs={','.join(_RUNS.value)} --ada_target={_TARGET.value} --ada_kimg={_KIMG.value} "
+         f"--react_gap={_GAP.value}")
   lines = [f"\n### Small-data run: D overfitting, ADA and the collapse detector (DCGAN, "
            f"{_NUM_TRAIN.value} {_DATASET.value} images)\n",
            f"Device: CPU, 2 cores (shared). Date: {datetime.date(2026, 11, 23)}. "

@@ -6,7 +6,8 @@ The detector tracks the normalised entropy H(hist) / log K (1: every class equal
 0: one class) and the coverage (fraction of classes holding at least `min_share / K` of
 the samples). It fires when either falls below its floor for `patience` consecutive
 updates, or when the entropy drops more than `max_drop` below the best seen so far -- the
-signature of collapse setting in after a healthy start. A reaction (raise the ADA
+signature of collapse setting in after a healthy start. The first `warmup` updates only
+record: an untrained G's samples all look like one class, which is not a collapse. A reaction (raise the ADA
 probability, lower D's learning rate, restore a checkpoint) is the caller's, on `fired`.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ class CollapseState:
   best_entropy: jax.Array  # f32 [] best normalised entropy so far
   strikes: jax.Array       # int32 [] consecutive updates below a floor
   fired: jax.Array         # bool [] latched: collapse was detected
+  updates: jax.Array       # int32 [] updates seen
 
 
 class CollapseReport(NamedTuple):
@@ -38,14 +40,15 @@ class CollapseDetector(NamedTuple):
 
 def collapse_detector(min_entropy: float = 0.8, min_coverage: float = 0.9,
                       max_drop: float = 0.15, min_share: float = 0.2,
-                      patience: int = 2) -> CollapseDetector:
+                      patience: int = 2, warmup: int = 0) -> CollapseDetector:
   """`update(histogram [K], state) -> (report, state)`; pure, jit friendly."""
   if patience < 1:
     raise ValueError(f"patience must be >= 1, got {patience}.")
 
   def init() -> CollapseState:
     return CollapseState(best_entropy=jnp.zeros((), jnp.float32),
-                         strikes=jnp.zeros((), jnp.int32), fired=jnp.zeros((), bool))
+                         strikes=jnp.zeros((), jnp.int32), fired=jnp.zeros((), bool),
+                         updates=jnp.zeros((), jnp.int32))
 
   def update(histogram: jax.Array, state: CollapseState
              ) -> tuple[CollapseReport, CollapseState]:
@@ -55,12 +58,14 @@ def collapse_detector(min_entropy: float = 0.8, min_coverage: float = 0.9,
     share = histogram / jnp.maximum(jnp.sum(histogram), 1e-12)
     entropy = -jnp.sum(jnp.where(share > 0, share * jnp.log(share), 0.0)) / jnp.log(k)
     coverage = jnp.mean(share >= min_share / k)
-    bad = ((entropy < min_entropy) | (coverage < min_coverage)
-           | (entropy < state.best_entropy - max_drop))
+    bad = (state.updates >= warmup) & (
+        (entropy < min_entropy) | (coverage < min_coverage)
+        | (entropy < state.best_entropy - max_drop))
     strikes = jnp.where(bad, state.strikes + 1, 0)
     fired_now = strikes >= patience
     new = CollapseState(best_entropy=jnp.maximum(state.best_entropy, entropy),
-                        strikes=strikes, fired=state.fired | fired_now)
+                        strikes=strikes, fired=state.fired | fired_now,
+                        updates=state.updates + 1)
     return CollapseReport(entropy, coverage, fired_now), new
 
   return CollapseDetector(init, update)
