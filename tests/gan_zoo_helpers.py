@@ -8,11 +8,11 @@ import numpy as np
 from genjax import config as config_lib
 from genjax.train.task import get_task
 
-B = 16
+B = 8
 
 
 def tiny_config(**values):
-  """A tiny conv GAN config: width 8, batch 16."""
+  """A tiny conv GAN config: width 8, batch 8."""
   c = config_lib.base_config()
   c.model = "dcgan"
   c.model_args.width = 8
