@@ -122,3 +122,22 @@ def test_gan_state_round_trips_through_the_checkpointer(tmp_path):
       ckpt.wait()
       restored, _ = ckpt.restore(abstract_like(state))
     jax.tree.map(np.testing.assert_array_equal, restored, state)
+
+
+def test_minimax_generator_gradient_vanishes_when_d_rejects_fakes():
+  # Shift D's output bias to -10: D(G(z)) ~ 5e-5, as when D wins. d/dlogit of the minimax
+  # loss is sigmoid(logit) ~ 0; of the non-saturating loss, sigmoid(logit) - 1 ~ -1.
+  from genjax.train.gan_diagnostics import generator_grad_norms  # pylint: disable=g-import-not-at-top
+  c = tiny_config(model="mlp_gan", latent_dim=100)
+  task = get_task(c)
+  state = task.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+  z = jax.random.normal(jax.random.PRNGKey(1), (32, 100))
+  fair = generator_grad_norms(c, state, z, ("minimax", "non_saturating"))
+  np.testing.assert_allclose(fair["minimax"], fair["non_saturating"], rtol=0.2)
+  params = state.d_params["params"]
+  last = sorted(params)[-1]
+  params = {**params, last: {**params[last], "bias": params[last]["bias"] - 10.0}}
+  won = generator_grad_norms(c, state.replace(d_params={"params": params}), z,
+                             ("minimax", "non_saturating"))
+  assert float(won["d_fake"]) < 1e-3
+  assert float(won["non_saturating"]) > 1000 * float(won["minimax"])
