@@ -27,7 +27,7 @@ from genjax import config as config_lib
 from genjax import data as data_lib
 from genjax import models
 from genjax.train import collapse, parallel
-from genjax.train.gan import _apply
+from genjax.train.gan import apply_with_stats
 from genjax.train.gan_presets import apply_options
 from genjax.train.task import get_task
 
@@ -73,7 +73,7 @@ def main(argv):
     epoch_fn = parallel.make_epoch(task, mesh, "jit", c.batch_size)
     ada_epoch = (parallel.make_epoch(ada_task, mesh, "jit", c.batch_size)
                  if run == "react" else epoch_fn)
-    d_sign = jax.jit(lambda s, x: jnp.mean(jnp.sign(_apply(disc, s.d_params, s.d_stats, x,
+    d_sign = jax.jit(lambda s, x: jnp.mean(jnp.sign(apply_with_stats(disc, s.d_params, s.d_stats, x,
                                                             train=False)[0])))
     sample = jax.jit(task.sample, static_argnums=2)
     det = collapse.collapse_detector(warmup=2)

@@ -66,7 +66,7 @@ def _split_variables(variables) -> tuple[dict, dict]:
   return params, variables
 
 
-def _apply(module, params: dict, stats: dict, *args, **kwargs):
+def apply_with_stats(module, params: dict, stats: dict, *args, **kwargs):
   """module.apply that threads the non-trainable collections: -> (out, new_stats)."""
   if not stats:
     return module.apply(params, *args, **kwargs), stats
@@ -86,11 +86,11 @@ def make_gan_task(config) -> Task:
 
   def g_call(g_params, g_stats, z, labels, train):
     args = (z, labels) if conditional else (z,)
-    return _apply(generator, g_params, g_stats, *args, train=train)
+    return apply_with_stats(generator, g_params, g_stats, *args, train=train)
 
   def d_call(d_params, d_stats, x, labels, key):
     args = (x, labels) if conditional else (x,)
-    return _apply(discriminator, d_params, d_stats, *args, train=True, rngs={"dropout": key})
+    return apply_with_stats(discriminator, d_params, d_stats, *args, train=True, rngs={"dropout": key})
 
   def init(key: jax.Array, batch: dict) -> GanState:
     k_g, k_d, k_state = jax.random.split(key, 3)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from genjax import models
-from genjax.train.gan import GanState, _apply
+from genjax.train.gan import GanState, apply_with_stats
 from genjax.train.losses import get_loss
 
 
@@ -22,9 +22,9 @@ def generator_grad_norms(config, state: GanState, z: jax.Array, loss_names: tupl
   cond = models.is_conditional(generator)
 
   def fake_logits(g_params):
-    fake, _ = _apply(generator, g_params, state.g_stats, *((z, labels) if cond else (z,)),
+    fake, _ = apply_with_stats(generator, g_params, state.g_stats, *((z, labels) if cond else (z,)),
                      train=False)
-    logits, _ = _apply(discriminator, state.d_params, state.d_stats,
+    logits, _ = apply_with_stats(discriminator, state.d_params, state.d_stats,
                        *((fake, labels) if cond else (fake,)), train=False)
     return logits  # [B]
 
