@@ -60,7 +60,8 @@ def main(argv):
            f"Command: `{cmd}`\n",
            "G fixed at init, D trained alone (Adam 2e-4, batch 64); gradient norms over all G "
            "parameters on a fixed batch of 256 z, D in inference mode.\n",
-           "| D steps | mean D(G(z)) | mean logit | minimax ‖∇G‖ | non-saturating ‖∇G‖ | ratio NS/MM |",
+           "| D steps | mean D(G(z)) | mean logit | minimax ‖∇G‖ | non-saturating ‖∇G‖ "
+           "| ratio NS/MM |",
            "|---:|---:|---:|---:|---:|---:|"]
   for n, r in rows:
     lines.append(f"| {n} | {r['d_fake']:.3g} | {r['mean_fake_logit']:.3g} | "

@@ -127,7 +127,7 @@ def test_gan_state_round_trips_through_the_checkpointer(tmp_path):
 def test_minimax_generator_gradient_vanishes_when_d_rejects_fakes():
   # Shift D's output bias to -10: D(G(z)) ~ 5e-5, as when D wins. d/dlogit of the minimax
   # loss is sigmoid(logit) ~ 0; of the non-saturating loss, sigmoid(logit) - 1 ~ -1.
-  from genjax.train.gan_diagnostics import generator_grad_norms  # pylint: disable=g-import-not-at-top
+  from genjax.train.gan_diagnostics import generator_grad_norms  # pylint: disable=C0415
   c = tiny_config(model="mlp_gan", latent_dim=100)
   task = get_task(c)
   state = task.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))

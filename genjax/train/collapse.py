@@ -7,8 +7,9 @@ The detector tracks the normalised entropy H(hist) / log K (1: every class equal
 the samples). It fires when either falls below its floor for `patience` consecutive
 updates, or when the entropy drops more than `max_drop` below the best seen so far -- the
 signature of collapse setting in after a healthy start. The first `warmup` updates only
-record: an untrained G's samples all look like one class, which is not a collapse. A reaction (raise the ADA
-probability, lower D's learning rate, restore a checkpoint) is the caller's, on `fired`.
+record: an untrained G's samples all look like one class, which is not a collapse. A
+reaction (raise the ADA probability, lower D's learning rate, restore a checkpoint) is the
+caller's, on `fired`.
 """
 from __future__ import annotations
 

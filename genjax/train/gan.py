@@ -90,7 +90,8 @@ def make_gan_task(config) -> Task:
 
   def d_call(d_params, d_stats, x, labels, key):
     args = (x, labels) if conditional else (x,)
-    return apply_with_stats(discriminator, d_params, d_stats, *args, train=True, rngs={"dropout": key})
+    return apply_with_stats(discriminator, d_params, d_stats, *args, train=True,
+                            rngs={"dropout": key})
 
   def init(key: jax.Array, batch: dict) -> GanState:
     k_g, k_d, k_state = jax.random.split(key, 3)
