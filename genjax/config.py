@@ -66,6 +66,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_processes = 0
   c.process_id = -1
   c.cpu_collectives = "gloo"  # CPU-only cross-process all-reduce backend ('' = JAX default).
+  # --- GAN zoo (issue 5, GAN half): stabilisers of the one GAN step. Defaults are off and
+  # reproduce the plain step exactly. Models 'dcgan' / 'cgan' read model_args.width.
+  c.r1_gamma = 0.0            # R1 penalty (gamma/2) E||grad_x D(real)||^2; 0: off.
+  c.gp_weight = 0.0           # WGAN-GP weight lambda * E(||grad D(x_hat)|| - 1)^2; 0: off.
+  c.spectral_norm = False     # Spectral-normalise every D layer (conv discriminators).
+  c.n_critic = 1              # D updates per G update (same real batch, fresh z each).
+  c.ada = False               # Adaptive discriminator augmentation (genjax.train.ada).
+  c.ada_target = 0.6          # Target of r_t = E[sign D(real)].
+  c.ada_interval = 4          # Steps between adjustments of p.
+  c.ada_kimg = 100.0          # Thousands of images for p to move by 1 at the full rate.
+  c.ada_p_init = 0.0          # Starting augmentation probability (fixed p if ada_kimg huge).
   return c
 
 
@@ -137,6 +148,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.num_processes < 0 or config.process_id < -1:
     raise ValueError(f"config.num_processes must be >= 0 (0 = auto) and config.process_id "
                      f">= -1 (-1 = auto), got {config.num_processes} and {config.process_id}.")
+  if config.n_critic < 1:
+    raise ValueError(f"config.n_critic must be >= 1, got {config.n_critic}.")
+  for key in ("r1_gamma", "gp_weight", "ada_kimg", "ada_interval"):
+    if config[key] < 0 or (key in ("ada_kimg", "ada_interval") and config[key] == 0):
+      raise ValueError(f"config.{key} must be {'> 0' if key.startswith('ada') else '>= 0'}"
+                       f", got {config[key]}.")
+  if not 0.0 <= config.ada_p_init <= 1.0:
+    raise ValueError(f"config.ada_p_init must lie in [0, 1], got {config.ada_p_init}.")
   if config.keep_best_mode not in ("min", "max"):
     raise ValueError(f"config.keep_best_mode must be 'min' or 'max', got "
                      f"{config.keep_best_mode!r}.")

@@ -1,8 +1,21 @@
-"""One pure GAN training step for any (generator, discriminator, loss).
+"""One pure GAN training step for any (generator, discriminator, loss, regularisers).
 
-Per step: one discriminator update on a real batch and a batch of G(z), then one generator
-update on fresh z -- the tutorial's D_train then G_train. Keys come from
-`fold_in(state.key, state.step)`, so a restored state continues exactly.
+Per step: `n_critic` discriminator updates on the step's real batch (fresh z each), then
+one generator update on fresh z -- with the defaults (n_critic=1, no regulariser, no ADA)
+exactly the tutorial's D_train then G_train. Keys come from `fold_in(state.key,
+state.step)`, so a restored state continues exactly.
+
+Options, all from the config: `loss` (genjax.train.losses), `r1_gamma` (R1 on real images),
+`gp_weight` (WGAN-GP on real/fake interpolates), `spectral_norm` (in D; its power-iteration
+vectors ride in `d_stats`), `n_critic`, `lr_g`/`lr_d` (two time-scales), `ada*` (adaptive
+augmentation of everything D sees; p in `state.ada`). Class-conditional pairs (modules with
+`conditional == True`) get `batch['label']` in both G and D; fakes in a step use the real
+batch's labels, so they follow the data's class frequencies.
+
+Non-trainable collections (batch-norm statistics, spectral-norm vectors) live in
+`g_stats` / `d_stats`, empty dicts for models without them. They are updated by the D call
+on real images and then fakes (in that order) during D's update, and by G's forward pass
+during G's update; the D calls inside G's update and inside the penalties leave them alone.
 """
 from __future__ import annotations
 
@@ -14,18 +27,25 @@ import jax.numpy as jnp
 import optax
 
 from genjax import models
+from genjax.train import ada as ada_lib
+from genjax.train import regularizers
 from genjax.train.losses import get_loss
 from genjax.train.task import Task, average_over, per_device
+
+EXTRA_KEY_TAG = 0xADA  # Keys beyond the base four (augmentation, GP), kept apart from them.
 
 
 @flax.struct.dataclass
 class GanState:
   step: jax.Array       # int32 []
   key: jax.Array        # uint32 [2]
-  g_params: dict
-  d_params: dict
+  g_params: dict        # {'params': ...}
+  d_params: dict        # {'params': ...}
   g_opt: optax.OptState
   d_opt: optax.OptState
+  g_stats: dict         # e.g. {'batch_stats': ...}; {} when G has none
+  d_stats: dict         # e.g. spectral-norm {'batch_stats': ...}; {} when D has none
+  ada: ada_lib.AdaState
 
 
 def make_optimizers(config) -> tuple[optax.GradientTransformation, ...]:
@@ -33,20 +53,15 @@ def make_optimizers(config) -> tuple[optax.GradientTransformation, ...]:
   return adam(config.lr_g), adam(config.lr_d)
 
 
-def _step_keys(state: GanState, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
-  """(noise key, dropout key) of this step. The noise key is the same on every device: each
-  draws z for the global batch and keeps its slice, as one device would. Dropout masks are
-  drawn per device (their shape is the local batch), keyed by the device's index."""
-  key = jax.random.fold_in(state.key, state.step)
-  k_noise, k_drop = jax.random.split(key)
-  if axis_name is not None:
-    k_drop = jax.random.fold_in(k_drop, jax.lax.axis_index(axis_name))
-  return k_noise, k_drop
+def _per_device_key(key: jax.Array, axis_name: str | None) -> jax.Array:
+  """Dropout and augmentation act on the local batch: each device keys its own by index."""
+  return key if axis_name is None else jax.random.fold_in(key, jax.lax.axis_index(axis_name))
 
 
 def _local_normal(key: jax.Array, local_batch: int, dim: int, axis_name: str | None
                   ) -> jax.Array:
-  """z [local_batch, dim]: this device's rows of the global batch's noise."""
+  """z [local_batch, dim]: this device's rows of the global batch's noise, so that N devices
+  draw the same z as one device does for the whole batch."""
   if axis_name is None:
     return jax.random.normal(key, (local_batch, dim))
   devices = jax.lax.psum(1, axis_name)
@@ -55,66 +70,147 @@ def _local_normal(key: jax.Array, local_batch: int, dim: int, axis_name: str | N
                                       local_batch)
 
 
+def _split_variables(variables) -> tuple[dict, dict]:
+  variables = dict(variables)
+  params = {"params": variables.pop("params")}
+  return params, variables
+
+
+def apply_with_stats(module, params: dict, stats: dict, *args, **kwargs):
+  """module.apply that threads the non-trainable collections: -> (out, new_stats)."""
+  if not stats:
+    return module.apply(params, *args, **kwargs), stats
+  out, new = module.apply({**params, **stats}, *args, mutable=list(stats), **kwargs)
+  return out, dict(new)
+
+
 def make_gan_task(config) -> Task:
   generator, discriminator = models.get_gan(config)
+  conditional = models.is_conditional(generator)
   loss = get_loss(config.loss)
   g_tx, d_tx = make_optimizers(config)
-  latent_dim = config.latent_dim
+  latent_dim, n_critic = config.latent_dim, int(config.n_critic)
+  r1_gamma, gp_weight, use_ada = float(config.r1_gamma), float(config.gp_weight), config.ada
+  controller = ada_lib.ada(config.ada_target, config.ada_interval, config.ada_kimg,
+                           config.ada_p_init)
+
+  def g_call(g_params, g_stats, z, labels, train):
+    args = (z, labels) if conditional else (z,)
+    return apply_with_stats(generator, g_params, g_stats, *args, train=train)
+
+  def d_call(d_params, d_stats, x, labels, key):
+    args = (x, labels) if conditional else (x,)
+    return apply_with_stats(discriminator, d_params, d_stats, *args, train=True,
+                            rngs={"dropout": key})
 
   def init(key: jax.Array, batch: dict) -> GanState:
     k_g, k_d, k_state = jax.random.split(key, 3)
     z = jnp.zeros((1, latent_dim), jnp.float32)
-    g_params = generator.init(k_g, z)
-    d_params = discriminator.init(k_d, batch["image"][:1], train=False)
+    labels = jnp.zeros((1,), jnp.int32)
+    g_params, g_stats = _split_variables(generator.init(k_g, *((z, labels) if conditional
+                                                               else (z,))))
+    image = batch["image"][:1]
+    d_params, d_stats = _split_variables(discriminator.init(
+        k_d, *((image, labels) if conditional else (image,)), train=False))
     return GanState(step=jnp.zeros((), jnp.int32), key=k_state, g_params=g_params,
-                    d_params=d_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params))
+                    d_params=d_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params),
+                    g_stats=g_stats, d_stats=d_stats, ada=controller.init())
 
   def make_step(axis_name: str | None = None):
     def mean(tree):
       return average_over(tree, axis_name)
 
-    def d_objective(d_params, g_params, real, z, k_drop):
-      fake = jax.lax.stop_gradient(generator.apply(g_params, z))
-      k_real, k_fake = jax.random.split(k_drop)
-      real_logits = discriminator.apply(d_params, real, train=True, rngs={"dropout": k_real})
-      fake_logits = discriminator.apply(d_params, fake, train=True, rngs={"dropout": k_fake})
-      d_loss = loss.d(real_logits, fake_logits)
-      return d_loss, {"d_loss": d_loss,
-                      "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                      "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+    total = (lambda t: jax.lax.psum(t, axis_name)) if axis_name else (lambda t: t)
 
-    def g_objective(g_params, d_params, z, k_drop):
-      fake_logits = discriminator.apply(d_params, generator.apply(g_params, z), train=True,
-                                        rngs={"dropout": k_drop})
+    def maybe_augment(x, key, p):
+      return ada_lib.augment(x, key, p) if use_ada else x
+
+    def d_objective(d_params, d_stats, g_params, g_stats, real, labels, z, k_drop, k_aug, p):
+      fake, _ = g_call(g_params, g_stats, z, labels, True)
+      fake = jax.lax.stop_gradient(fake)
+      k_real, k_fake = jax.random.split(k_drop)
+      k_aug_real, k_aug_fake, k_gp = jax.random.split(k_aug, 3)
+      real = maybe_augment(real, k_aug_real, p)
+      fake = maybe_augment(fake, k_aug_fake, p)
+      real_logits, d_stats = d_call(d_params, d_stats, real, labels, k_real)
+      fake_logits, d_stats = d_call(d_params, d_stats, fake, labels, k_fake)
+      d_loss = loss.d(real_logits, fake_logits)
+      metrics = {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                 "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+      objective = d_loss
+      d_fn = lambda x: d_call(d_params, d_stats, x, labels, k_real)[0]
+      if r1_gamma > 0:
+        metrics["r1"] = regularizers.r1_penalty(d_fn, real, r1_gamma)
+        objective = objective + metrics["r1"]
+      if gp_weight > 0:
+        x_hat = regularizers.interpolate(real, fake, k_gp)
+        metrics["gp"] = regularizers.gradient_penalty(d_fn, x_hat, gp_weight)
+        objective = objective + metrics["gp"]
+      return objective, (metrics, d_stats, real_logits)
+
+    def g_objective(g_params, g_stats, d_params, d_stats, z, labels, k_drop, k_aug, p):
+      fake, g_stats = g_call(g_params, g_stats, z, labels, True)
+      fake_logits, _ = d_call(d_params, d_stats, maybe_augment(fake, k_aug, p), labels,
+                              k_drop)
       g_loss = loss.g(fake_logits)
-      return g_loss, {"g_loss": g_loss}
+      return g_loss, ({"g_loss": g_loss}, g_stats)
+
+    def d_update(state: GanState, real, labels, k_z, k_drop, k_aug):
+      """One D update; returns the state with new D params/opt/stats/ADA and metrics."""
+      z = _local_normal(k_z, real.shape[0], latent_dim, axis_name)
+      d_grads, (metrics, d_stats, real_logits) = jax.grad(d_objective, has_aux=True)(
+          per_device(state.d_params, axis_name), state.d_stats, state.g_params, state.g_stats, real, labels, z,
+          k_drop, k_aug, state.ada.p)
+      d_updates, d_opt = d_tx.update(mean(d_grads), state.d_opt, state.d_params)
+      ada_state = state.ada
+      if use_ada:
+        ada_state, metrics["ada_r_t"] = controller.update(real_logits, ada_state,
+                                                          reduce=total)
+        metrics["ada_p"] = ada_state.p
+      return state.replace(d_params=optax.apply_updates(state.d_params, d_updates),
+                           d_opt=d_opt, d_stats=mean(d_stats), ada=ada_state), metrics
 
     def step(state: GanState, batch: dict) -> tuple[GanState, dict]:
       real = batch["image"]  # [B, H, W, C]
-      k_noise, k_drop = _step_keys(state, axis_name)
-      k_zd, k_zg = jax.random.split(k_noise)
-      k_dd, k_dg = jax.random.split(k_drop)
-      z_d = _local_normal(k_zd, real.shape[0], latent_dim, axis_name)
-      d_grads, d_metrics = jax.grad(d_objective, has_aux=True)(
-          per_device(state.d_params, axis_name), state.g_params, real, z_d, k_dd)
-      d_updates, d_opt = d_tx.update(mean(d_grads), state.d_opt, state.d_params)
-      d_params = optax.apply_updates(state.d_params, d_updates)
+      labels = batch["label"] if conditional else None
+      key = jax.random.fold_in(state.key, state.step)
+      k_zd, k_dd, k_zg, k_dg = jax.random.split(key, 4)
+      k_aug_d, k_aug_g = jax.random.split(jax.random.fold_in(key, EXTRA_KEY_TAG))
+      k_dd, k_dg, k_aug_d, k_aug_g = (_per_device_key(k, axis_name)
+                                      for k in (k_dd, k_dg, k_aug_d, k_aug_g))
+      if n_critic == 1:
+        state, d_metrics = d_update(state, real, labels, k_zd, k_dd, k_aug_d)
+      else:  # The same real batch each time (as WGAN-GP's reference code per G step
+        # draws new reals -- here the batch is fixed by the scanned epoch), fresh z.
+        keys = jnp.stack([jax.random.split(k, n_critic) for k in (k_zd, k_dd, k_aug_d)], 1)
+
+        def body(state, ks):
+          return d_update(state, real, labels, ks[0], ks[1], ks[2])
+
+        state, d_metrics = jax.lax.scan(body, state, keys)
+        d_metrics = jax.tree.map(jnp.mean, d_metrics)  # Mean over the critic updates.
 
       z_g = _local_normal(k_zg, real.shape[0], latent_dim, axis_name)
-      g_grads, g_metrics = jax.grad(g_objective, has_aux=True)(
-          per_device(state.g_params, axis_name), d_params, z_g, k_dg)
+      g_grads, (g_metrics, g_stats) = jax.grad(g_objective, has_aux=True)(
+          per_device(state.g_params, axis_name), state.g_stats, state.d_params, state.d_stats, z_g, labels, k_dg,
+          k_aug_g, state.ada.p)
       g_updates, g_opt = g_tx.update(mean(g_grads), state.g_opt, state.g_params)
       g_params = optax.apply_updates(state.g_params, g_updates)
 
-      new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
-                                g_opt=g_opt, d_opt=d_opt)
+      new_state = state.replace(step=state.step + 1, g_params=g_params, g_opt=g_opt,
+                                g_stats=mean(g_stats))
       return new_state, mean({**d_metrics, **g_metrics})
 
     return step
 
   def sample(state: GanState, key: jax.Array, num: int, labels=None) -> jax.Array:
-    del labels  # Unconditional.
     z = jax.random.normal(key, (num, latent_dim))
-    return generator.apply(state.g_params, z, train=False)
+    if conditional and labels is None:  # e.g. the loop's sample grid: classes in turn.
+      labels = jnp.arange(num, dtype=jnp.int32) % 10
+    if conditional and labels.shape != (num,):
+      raise ValueError(f"sample(num={num}) needs labels of shape [{num}], got "
+                       f"{tuple(labels.shape)}.")
+    out, _ = g_call(state.g_params, state.g_stats, z, labels, False)
+    return out
 
-  return Task(init=init, make_step=make_step, sample=sample)
+  return Task(init=init, make_step=make_step, sample=sample, conditional=conditional)

@@ -1,0 +1,143 @@
+"""Models, regularisers, ADA and the collapse detector, each on a toy."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax import models
+from genjax.checkpoint import Checkpointer, abstract_like
+from genjax.train import ada as ada_lib
+from genjax.train import collapse, regularizers
+from genjax.train.task import get_task
+from tests.gan_zoo_helpers import tiny_config, toy_batches
+
+
+def _count(tree) -> int:
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def test_dcgan_shapes_and_parameter_counts():
+  g, d = models.DCGenerator(latent_dim=8, width=8), models.DCDiscriminator(width=8)
+  z, x = jnp.zeros((2, 8)), jnp.zeros((2, 28, 28, 1))
+  gv, dv = g.init(jax.random.PRNGKey(0), z), d.init(jax.random.PRNGKey(1), x)
+  assert g.apply(gv, z, train=False).shape == (2, 28, 28, 1)
+  assert d.apply(dv, x).shape == (2,)
+  w = 8  # Dense 8->7*7*32, ConvT 32->16 and 16->8 (4x4), Conv 8->1 (3x3), BN scale+bias.
+  g_expected = (8 * 49 * 4 * w + 49 * 4 * w) + (16 * 4 * w * 2 * w + 2 * w) + (
+      16 * 2 * w * w + w) + (9 * w + 1) + 2 * (4 * w + 2 * w + w)
+  assert _count(gv["params"]) == g_expected
+  d_expected = (16 * w + w) + (16 * w * 2 * w + 2 * w) + (49 * 2 * w + 1)
+  assert _count(dv["params"]) == d_expected
+  with pytest.raises(ValueError, match="DCDiscriminator expects input"):
+    d.apply(dv, jnp.zeros((2, 28, 28)))
+
+
+def test_conditional_sampling_obeys_labels():
+  task = get_task(tiny_config(model="cgan"))
+  assert task.conditional
+  state = task.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+  key = jax.random.PRNGKey(3)
+  a = task.sample(state, key, 4, jnp.array([0, 1, 2, 3]))
+  b = task.sample(state, key, 4, jnp.array([9, 1, 2, 3]))
+  assert a.shape == (4, 28, 28, 1)
+  assert float(jnp.max(jnp.abs(a[0] - b[0]))) > 0      # Label 0 vs 9: another image.
+  np.testing.assert_allclose(a[1:], b[1:], atol=1e-6)  # Same z and label: same image.
+  with pytest.raises(ValueError, match="labels of shape"):
+    task.sample(state, key, 4, jnp.array([0, 1]))
+  _, d = models.get_gan(tiny_config(model="cgan"))
+  with pytest.raises(ValueError, match="class-conditional"):
+    d.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+
+
+def test_r1_and_gradient_penalty_match_hand_computation():
+  # D(x) = sum(w * x) + sum(x^2): grad_x D = w + 2x, computed here by hand.
+  rng = np.random.RandomState(0)
+  w = jnp.asarray(rng.randn(3, 2, 2, 1), jnp.float32)
+  x = jnp.asarray(rng.randn(4, 3, 2, 2, 1), jnp.float32)[:, 0]  # [4, 2, 2, 1]
+  w = w[0]
+  d_fn = lambda v: jnp.sum(w * v, axis=(1, 2, 3)) + jnp.sum(v ** 2, axis=(1, 2, 3))
+  grads = np.asarray(w + 2 * x).reshape(4, -1)
+  sq = np.sum(grads ** 2, axis=1)
+  np.testing.assert_allclose(regularizers.r1_penalty(d_fn, x, 10.0), 5.0 * sq.mean(),
+                             rtol=1e-5)
+  np.testing.assert_allclose(regularizers.gradient_penalty(d_fn, x, 10.0),
+                             10.0 * np.mean((np.sqrt(sq) - 1) ** 2), rtol=1e-5)
+  # Interpolates lie on the segment, one eps per sample.
+  real, fake = jnp.ones((4, 2, 2, 1)), -jnp.ones((4, 2, 2, 1))
+  x_hat = regularizers.interpolate(real, fake, jax.random.PRNGKey(0))
+  per_sample = np.asarray(x_hat).reshape(4, -1)
+  assert np.all(per_sample.max(1) == per_sample.min(1)) and np.all(np.abs(per_sample) <= 1)
+
+
+def test_ada_p_rises_when_d_overfits_and_falls_when_it_does_not():
+  ctl = ada_lib.ada(target=0.6, interval=2, kimg=0.001)  # p moves by count/1 per interval.
+  state = ctl.init()
+  confident = jnp.ones((4,))
+  state, r_t = ctl.update(confident, state)
+  assert float(state.p) == 0.0 and float(r_t) == 1.0   # Not yet at the interval.
+  state, _ = ctl.update(confident, state)
+  assert float(state.p) == 1.0                          # Clipped at 1.
+  unsure = jnp.array([1.0, -1.0, -1.0, 1.0])
+  state, _ = ctl.update(unsure, ctl.update(unsure, state)[0])
+  assert float(state.p) == 0.0
+
+
+def test_ada_augment_is_identity_at_p0_and_differentiable():
+  x = toy_batches(1)["image"][0]
+  key = jax.random.PRNGKey(0)
+  np.testing.assert_array_equal(ada_lib.augment(x, key, jnp.float32(0.0)), x)
+  y = ada_lib.augment(x, key, jnp.float32(1.0))
+  assert y.shape == x.shape and float(jnp.mean(jnp.abs(y - x))) > 0.05
+  g = jax.grad(lambda v: jnp.sum(ada_lib.augment(v, key, jnp.float32(1.0)) ** 2))(x)
+  assert np.all(np.isfinite(g)) and float(jnp.sum(jnp.abs(g))) > 0
+
+
+def test_collapse_detector_fires_on_collapse_and_not_on_diversity():
+  det = collapse.collapse_detector(patience=2)
+  state = det.init()
+  uniform = jnp.full((10,), 100.0)
+  for _ in range(3):
+    report, state = jax.jit(det.update)(uniform, state)
+    assert not bool(report.fired)
+  np.testing.assert_allclose(report.entropy, 1.0, rtol=1e-6)
+  collapsed = jnp.array([900.0, 100.0] + [0.0] * 8)
+  report, state = det.update(collapsed, state)
+  assert not bool(report.fired) and float(report.coverage) == pytest.approx(0.2)
+  report, state = det.update(collapsed, state)
+  assert bool(report.fired) and bool(state.fired)
+  with pytest.raises(ValueError, match="histogram"):
+    det.update(jnp.ones((2, 5)), state)
+
+
+def test_gan_state_round_trips_through_the_checkpointer(tmp_path):
+  # The MLP state has empty g_stats/d_stats; the cGAN state has batch norm + SN stats.
+  for values in ({"model": "mlp_gan", "latent_dim": 100}, {"model": "cgan",
+                                                           "spectral_norm": True}):
+    task = get_task(tiny_config(**values))
+    state = task.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+    with Checkpointer(str(tmp_path / values["model"])) as ckpt:
+      ckpt.save(1, state, meta={"epoch": 1})
+      ckpt.wait()
+      restored, _ = ckpt.restore(abstract_like(state))
+    jax.tree.map(np.testing.assert_array_equal, restored, state)
+
+
+def test_minimax_generator_gradient_vanishes_when_d_rejects_fakes():
+  # Shift D's output bias to -10: D(G(z)) ~ 5e-5, as when D wins. d/dlogit of the minimax
+  # loss is sigmoid(logit) ~ 0; of the non-saturating loss, sigmoid(logit) - 1 ~ -1.
+  from genjax.train.gan_diagnostics import generator_grad_norms  # pylint: disable=C0415
+  c = tiny_config(model="mlp_gan", latent_dim=100)
+  task = get_task(c)
+  state = task.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+  z = jax.random.normal(jax.random.PRNGKey(1), (32, 100))
+  fair = generator_grad_norms(c, state, z, ("minimax", "non_saturating"))
+  np.testing.assert_allclose(fair["minimax"], fair["non_saturating"], rtol=0.2)
+  params = state.d_params["params"]
+  last = sorted(params)[-1]
+  params = {**params, last: {**params[last], "bias": params[last]["bias"] - 10.0}}
+  won = generator_grad_norms(c, state.replace(d_params={"params": params}), z,
+                             ("minimax", "non_saturating"))
+  assert float(won["d_fake"]) < 1e-3
+  assert float(won["non_saturating"]) > 1000 * float(won["minimax"])
