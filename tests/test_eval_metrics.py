@@ -1,4 +1,6 @@
 """Known-answer tests of the feature-space metrics on synthetic data (no classifier)."""
+import os
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -145,3 +147,20 @@ def test_metrics_reject_bad_input():
     coverage.classifier_score(np.ones(10))
   with pytest.raises(ValueError, match="summing to 1"):
     coverage.kl_to_uniform(np.array([0.5, 0.6]))
+
+
+def test_pictures_strips_class_grids_and_tables(tmp_path):
+  from genjax.eval import pictures  # pylint: disable=import-outside-toplevel
+  frames = np.zeros((2 * 5, 28, 28, 1), np.uint8)
+  assert pictures.interpolation_strip(frames, 5).shape == (2 * 30 + 2, 5 * 30 + 2, 1)
+  with pytest.raises(ValueError, match="steps"):
+    pictures.interpolation_strip(frames, 3)
+  path = pictures.linear_path(np.zeros(3), np.ones(3), 5)
+  np.testing.assert_allclose(path[:, 0], [0, .25, .5, .75, 1])
+  images = np.stack([np.full((28, 28, 1), 10 * k, np.uint8) for k in range(10)] * 2)
+  g = pictures.per_class_grid(images, np.r_[np.arange(10), np.arange(10)], per_class=3)
+  assert g.shape == (10 * 30 + 2, 3 * 30 + 2, 1)
+  assert g[2 + 30 * 7 + 5, 2 + 30 + 5, 0] == 70 and g[2 + 30 * 7 + 5, 2 + 60 + 5, 0] == 0
+  assert os.path.exists(pictures.save_image(g, str(tmp_path / "g.png")))
+  table = pictures.markdown_table([{"model": "gan", "fid": 12.3456}, {"model": "vae"}])
+  assert table == "| model | fid |\n|---|---|\n| gan | 12.35 |\n| vae |  |\n"
