@@ -1,1 +1,2 @@
-"""Evaluation: pictures now; metrics on classifier features live beside them."""
+"""Evaluation: a feature classifier (`classifier`), metrics on its features (`metrics`,
+`coverage`), the samples -> numbers pipeline (`evaluate`) and pictures / tables (`pictures`)."""

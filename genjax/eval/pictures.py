@@ -1,4 +1,5 @@
-"""Pictures shared by every experiment: sample grids and training curves (headless)."""
+"""Pictures and tables shared by every experiment: sample grids, interpolation strips,
+per-class grids, training curves (headless matplotlib) and markdown result tables."""
 from __future__ import annotations
 
 import math
@@ -63,3 +64,59 @@ def save_curves(records: Sequence[Mapping[str, float]], keys: Sequence[str], pat
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
   return path
+
+
+def interpolation_strip(images, steps: int) -> np.ndarray:
+  """Rows of an interpolation: images [rows*steps, H, W, C] (row-major, each row one path
+  from its first to its last frame) -> one grid image with `steps` columns."""
+  images = to_uint8(images)
+  if steps < 2 or images.shape[0] % steps:
+    raise ValueError(f"An interpolation strip needs steps >= 2 dividing the {images.shape[0]}"
+                     f" frames, got steps={steps}.")
+  return grid(images, ncol=steps)
+
+
+def linear_path(z0, z1, steps: int) -> np.ndarray:
+  """Latents [steps, D] on the straight line from z0 to z1 (both [D]), ends included."""
+  t = np.linspace(0.0, 1.0, steps)[:, None]
+  return (1 - t) * np.asarray(z0)[None] + t * np.asarray(z1)[None]
+
+
+def per_class_grid(images, labels, num_classes: int = 10, per_class: int = 8) -> np.ndarray:
+  """One row per class of a conditional model's samples: the first `per_class` images of
+  each label; short rows are left black."""
+  images, labels = to_uint8(images), np.asarray(labels)
+  if labels.shape != (images.shape[0],):
+    raise ValueError(f"{images.shape[0]} images but labels of shape {labels.shape}.")
+  h, w, c = images.shape[1:]
+  rows = np.zeros((num_classes, per_class, h, w, c), np.uint8)
+  for k in range(num_classes):
+    chosen = images[labels == k][:per_class]
+    rows[k, :len(chosen)] = chosen
+  return grid(rows.reshape(-1, h, w, c), ncol=per_class)
+
+
+def save_image(image: np.ndarray, path: str, scale: int = 2) -> str:
+  """Saves one uint8 [H, W, C] image (e.g. from `grid`) as PNG."""
+  img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+  if scale > 1:
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  img.save(path)
+  return path
+
+
+def markdown_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None,
+                   digits: int = 4) -> str:
+  """Rows of results -> a GitHub markdown table; floats to `digits` significant digits,
+  missing cells empty."""
+  columns = list(columns or dict.fromkeys(k for r in rows for k in r))
+
+  def cell(v):
+    if v is None:
+      return ""
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+  return "\n".join(lines) + "\n"
