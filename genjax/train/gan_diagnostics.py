@@ -31,7 +31,7 @@ def generator_grad_norms(config, state: GanState, z: jax.Array, loss_names: tupl
   out = {}
   for name in loss_names:
     grads = jax.grad(lambda p: get_loss(name).g(fake_logits(p)))(state.g_params)
-    out[name] = optax.global_norm(grads)
+    out[name] = optax.tree.norm(grads)
   logits = fake_logits(state.g_params)
   out["d_fake"] = jnp.mean(jax.nn.sigmoid(logits))
   out["mean_fake_logit"] = jnp.mean(logits)
