@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from genjax.data import to_float
+
 LN2 = math.log(2.0)
 
 
@@ -95,8 +97,6 @@ def evaluate_dataset(log_likelihood_fn: Callable, state, images_u8: np.ndarray,
     images_u8: uint8 [N, H, W, C].
     key: batch i uses fold_in(key, i), so a fixed key gives a fixed binarisation.
   """
-  from genjax.data import to_float  # pylint: disable=import-outside-toplevel
-
   fn = jax.jit(log_likelihood_fn)
   n = images_u8.shape[0]
   out = []
