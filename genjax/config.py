@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
-FAMILIES = ("gan",)
+FAMILIES = ("gan", "vae", "pixelcnn")
 PARALLEL_MODES = ("jit", "shard_map")
 NAN_POLICIES = ("stop", "rollback", "off")
 
@@ -77,6 +77,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.ada_interval = 4          # Steps between adjustments of p.
   c.ada_kimg = 100.0          # Thousands of images for p to move by 1 at the full rate.
   c.ada_p_init = 0.0          # Starting augmentation probability (fixed p if ada_kimg huge).
+  # --- Likelihood models: families 'vae' and 'pixelcnn' (issue 5, likelihood half). ---
+  # Model sizes are model_args keys: vae_mlp 'hidden', vae_conv 'channels', pixelcnn
+  # 'features' / 'num_blocks' / 'head_features'.
+  c.lr = 1e-3                 # Adam learning rate of the likelihood models (GANs: lr_g/lr_d).
+  c.likelihood = "bernoulli"  # VAE decoder: 'bernoulli' (dynamically binarised data) or
+                              # 'gaussian' (continuous [0,1] intensities).
+  c.iw_samples = 5000         # k of the importance-weighted test bound (experiments/nll.py).
+  c.iw_chunk = 500            # Samples per chunk of that bound: bounds memory, divides k.
+  c.exclude_label = -1        # >= 0: drop this class from the training split (one-class-
+                              # held-out anomaly detection); -1 keeps every class.
   return c
 
 
@@ -159,6 +169,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.keep_best_mode not in ("min", "max"):
     raise ValueError(f"config.keep_best_mode must be 'min' or 'max', got "
                      f"{config.keep_best_mode!r}.")
+  # Likelihood-model keys.
+  if config.likelihood not in ("bernoulli", "gaussian"):
+    raise ValueError(f"config.likelihood must be 'bernoulli' or 'gaussian', got "
+                     f"{config.likelihood!r}.")
+  if config.iw_samples < 1 or config.iw_chunk < 1 or (
+      config.iw_samples > config.iw_chunk and config.iw_samples % config.iw_chunk):
+    raise ValueError(f"config.iw_samples={config.iw_samples} must be a positive multiple of "
+                     f"config.iw_chunk={config.iw_chunk}.")
+  if not -1 <= config.exclude_label < data.NUM_CLASSES:
+    raise ValueError(f"config.exclude_label must be -1 (none) or a class 0..."
+                     f"{data.NUM_CLASSES - 1}, got {config.exclude_label}.")
 
 
 def _check_types(config: ml_collections.ConfigDict) -> None:

@@ -63,8 +63,13 @@ def checkpointer_for(workdir: str, config) -> Checkpointer:
 
 
 def load_train_split(config) -> data_lib.Dataset:
-  return data_lib.load(config.dataset, "train", data_dir=config.data_dir or None,
-                       source=config.data_source)
+  """The training split, without class `config.exclude_label` when that is >= 0."""
+  dataset = data_lib.load(config.dataset, "train", data_dir=config.data_dir or None,
+                          source=config.data_source)
+  if config.exclude_label >= 0:
+    keep = dataset.labels != config.exclude_label
+    dataset = dataset._replace(images=dataset.images[keep], labels=dataset.labels[keep])
+  return dataset
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -30,6 +30,14 @@ def get_task(config) -> Task:
     from genjax.train.gan import make_gan_task  # pylint: disable=import-outside-toplevel
 
     return make_gan_task(config)
+  if config.family == "vae":
+    from genjax.train.vae import make_vae_task  # pylint: disable=import-outside-toplevel
+
+    return make_vae_task(config)
+  if config.family == "pixelcnn":
+    from genjax.train.pixelcnn import make_pixelcnn_task  # pylint: disable=import-outside-toplevel
+
+    return make_pixelcnn_task(config)
   raise ValueError(f"Unknown model family {config.family!r}.")
 
 

@@ -1,0 +1,132 @@
+"""Variational autoencoders as pure Flax modules: MLP and convolutional encoder/decoder.
+
+The encoder maps images [B,28,28,1] to the mean and log-variance of a diagonal Gaussian
+q(z|x) [B,L]; the decoder maps z [B,L] to per-pixel likelihood parameters [B,28,28,P]:
+P = 1 Bernoulli logits (binarised data) or P = 2 Gaussian (mean, log-scale) for continuous
+[0,1] intensities. The prior is N(0, I). The maths (ELBO, importance weights) lives in
+`genjax.train.vae`; these modules only compute.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genjax.models.mlp_gan import check_input
+
+IMAGE_SHAPE = (28, 28, 1)
+LIKELIHOODS = {"bernoulli": 1, "gaussian": 2}  # name -> decoder channels per pixel.
+
+
+class MLPEncoder(nn.Module):
+  """images [B,28,28,1] -> (mean, logvar) [B, latent_dim] each."""
+  latent_dim: int
+  hidden: Sequence[int] = (512, 512)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    check_input(x, IMAGE_SHAPE, type(self).__name__)
+    h = x.reshape((x.shape[0], -1))  # [B, 784]
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
+    mean, logvar = jnp.split(out, 2, axis=-1)
+    return mean, logvar
+
+
+class MLPDecoder(nn.Module):
+  """z [B, latent_dim] -> likelihood parameters [B, 28, 28, out_channels]."""
+  latent_dim: int
+  out_channels: int = 1
+  hidden: Sequence[int] = (512, 512)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    check_input(z, (self.latent_dim,), type(self).__name__)
+    h = z
+    for width in self.hidden:
+      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+    rows, cols, _ = IMAGE_SHAPE
+    out = nn.Dense(rows * cols * self.out_channels, dtype=self.dtype)(h)
+    return out.reshape((z.shape[0], rows, cols, self.out_channels)).astype(jnp.float32)
+
+
+class ConvEncoder(nn.Module):
+  """images [B,28,28,1] -> (mean, logvar): two stride-2 convs (28 -> 14 -> 7), one Dense."""
+  latent_dim: int
+  channels: Sequence[int] = (32, 64)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    check_input(x, IMAGE_SHAPE, type(self).__name__)
+    h = x
+    for ch in self.channels:
+      h = nn.relu(nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(h))
+    h = h.reshape((h.shape[0], -1))  # [B, 7*7*C]
+    h = nn.relu(nn.Dense(512, dtype=self.dtype)(h))
+    out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
+    mean, logvar = jnp.split(out, 2, axis=-1)
+    return mean, logvar
+
+
+class ConvDecoder(nn.Module):
+  """z -> likelihood parameters [B,28,28,P]: Dense to 7x7, two stride-2 transposed convs."""
+  latent_dim: int
+  out_channels: int = 1
+  channels: Sequence[int] = (64, 32)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    check_input(z, (self.latent_dim,), type(self).__name__)
+    h = nn.relu(nn.Dense(512, dtype=self.dtype)(z))
+    h = nn.relu(nn.Dense(7 * 7 * self.channels[0], dtype=self.dtype)(h))
+    h = h.reshape((z.shape[0], 7, 7, self.channels[0]))
+    for ch in self.channels:  # 7 -> 14 -> 28
+      h = nn.relu(nn.ConvTranspose(ch, (3, 3), strides=(2, 2), padding="SAME",
+                                   dtype=self.dtype)(h))
+    out = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype)(h)
+    return out.astype(jnp.float32)  # [B, 28, 28, P]
+
+
+class VAE(nn.Module):
+  """Encoder and decoder under one parameter tree; `encode` and `decode` are the methods
+  the ELBO uses (`vae.apply(params, x, method=VAE.encode)`)."""
+  encoder: nn.Module
+  decoder: nn.Module
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Initialises both halves: decodes the posterior mean of x."""
+    mean, _ = self.encoder(x)
+    return self.decoder(mean)
+
+  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    return self.decoder(z)
+
+
+def get_vae(config) -> VAE:
+  """The VAE of `config.model` ('vae_mlp' | 'vae_conv'); sizes from `config.model_args`."""
+  from genjax.models import compute_dtype  # pylint: disable=import-outside-toplevel
+
+  if config.likelihood not in LIKELIHOODS:
+    raise ValueError(f"config.likelihood={config.likelihood!r}; use one of "
+                     f"{sorted(LIKELIHOODS)}.")
+  dtype = compute_dtype(config.compute_dtype)
+  latent, out_ch = config.latent_dim, LIKELIHOODS[config.likelihood]
+  args = config.model_args
+  if config.model == "vae_mlp":
+    hidden = tuple(args.get("hidden", (512, 512)))
+    return VAE(MLPEncoder(latent, hidden, dtype), MLPDecoder(latent, out_ch, hidden, dtype))
+  if config.model == "vae_conv":
+    channels = tuple(args.get("channels", (32, 64)))
+    return VAE(ConvEncoder(latent, channels, dtype),
+               ConvDecoder(latent, out_ch, channels[::-1], dtype))
+  raise ValueError(f"Unknown VAE model {config.model!r}; known: ['vae_conv', 'vae_mlp'].")
