@@ -5,6 +5,7 @@ Options as in vae_mlp.py: `smoke`, `digits` / `fashion_mnist`, `exclude=<c>`.
   --config=experiments/configs/pixelcnn.py
 """
 from genjax.config import base_config
+from genjax.train.likelihood_presets import apply_options
 
 
 def get_config(arg: str = ""):
@@ -18,20 +19,5 @@ def get_config(arg: str = ""):
   c.checkpoint_every = 5
   c.sample_every = 5
   c.num_grid = 16           # Sampling is 784 network passes: keep the per-epoch grid small.
-  options = {o for o in (arg or "").split(",") if o}
-  for name in ("digits", "fashion_mnist"):
-    if name in options:
-      c.dataset = name
-  for opt in [o for o in options if o.startswith("exclude=")]:
-    c.exclude_label = int(opt.split("=", 1)[1])
-    options.discard(opt)
-  if "smoke" in options:  # Seconds on CPU, no data files needed.
-    c.dataset = "digits" if c.dataset == "mnist" else c.dataset
-    c.epochs, c.checkpoint_every, c.sample_every, c.num_grid = 2, 1, 1, 4
-    c.batch_size, c.iw_samples, c.iw_chunk = 32, 10, 5
-    c.progress_bar = False
-    c.model_args = {"features": 8, "num_blocks": 1, "head_features": 16}
-  unknown = options - {"smoke", "digits", "fashion_mnist"}
-  if unknown:
-    raise ValueError(f"Unknown pixelcnn config options {sorted(unknown)}.")
-  return c
+  smoke = {"features": 8, "num_blocks": 1, "head_features": 16}
+  return apply_options(c, arg, "pixelcnn", smoke_model_args=smoke, allow_gaussian=False)

@@ -5,6 +5,7 @@ Options as in vae_mlp.py: `smoke`, `gaussian`, `digits` / `fashion_mnist`, `excl
   --config=experiments/configs/vae_conv.py
 """
 from genjax.config import base_config
+from genjax.train.likelihood_presets import apply_options
 
 
 def get_config(arg: str = ""):
@@ -18,22 +19,4 @@ def get_config(arg: str = ""):
   c.epochs = 300
   c.checkpoint_every = 10
   c.sample_every = 5
-  options = {o for o in (arg or "").split(",") if o}
-  for name in ("digits", "fashion_mnist"):
-    if name in options:
-      c.dataset = name
-  if "gaussian" in options:
-    c.likelihood = "gaussian"
-  for opt in [o for o in options if o.startswith("exclude=")]:
-    c.exclude_label = int(opt.split("=", 1)[1])
-    options.discard(opt)
-  if "smoke" in options:  # Seconds on CPU, no data files needed.
-    c.dataset = "digits" if c.dataset == "mnist" else c.dataset
-    c.epochs, c.checkpoint_every, c.sample_every, c.num_grid = 2, 1, 1, 4
-    c.batch_size, c.iw_samples, c.iw_chunk = 32, 10, 5
-    c.progress_bar = False
-    c.model_args = {"channels": (8, 16)}
-  unknown = options - {"smoke", "digits", "fashion_mnist", "gaussian"}
-  if unknown:
-    raise ValueError(f"Unknown vae_conv config options {sorted(unknown)}.")
-  return c
+  return apply_options(c, arg, "vae_conv", smoke_model_args={"channels": (8, 16)})

@@ -6,6 +6,7 @@ Options after the colon, comma-separated: `smoke` (tiny run for tests), `gaussia
   --config=experiments/configs/vae_mlp.py
 """
 from genjax.config import base_config
+from genjax.train.likelihood_presets import apply_options
 
 
 def get_config(arg: str = ""):
@@ -19,22 +20,4 @@ def get_config(arg: str = ""):
   c.epochs = 300            # The literature's budget; CPU runs override --config.epochs.
   c.checkpoint_every = 10
   c.sample_every = 5
-  options = {o for o in (arg or "").split(",") if o}
-  for name in ("digits", "fashion_mnist"):
-    if name in options:
-      c.dataset = name
-  if "gaussian" in options:
-    c.likelihood = "gaussian"
-  for opt in [o for o in options if o.startswith("exclude=")]:
-    c.exclude_label = int(opt.split("=", 1)[1])
-    options.discard(opt)
-  if "smoke" in options:  # Seconds on CPU, no data files needed.
-    c.dataset = "digits" if c.dataset == "mnist" else c.dataset
-    c.epochs, c.checkpoint_every, c.sample_every, c.num_grid = 2, 1, 1, 4
-    c.batch_size, c.iw_samples, c.iw_chunk = 32, 10, 5
-    c.progress_bar = False
-    c.model_args = {"hidden": (32,)}
-  unknown = options - {"smoke", "digits", "fashion_mnist", "gaussian"}
-  if unknown:
-    raise ValueError(f"Unknown vae_mlp config options {sorted(unknown)}.")
-  return c
+  return apply_options(c, arg, "vae_mlp", smoke_model_args={"hidden": (32,)})

@@ -1,0 +1,36 @@
+"""Named option sets shared by the likelihood-model configs (vae_mlp, vae_conv, pixelcnn).
+
+`apply_options(config, 'smoke,exclude=0', 'vae_mlp', smoke_model_args={...})` sets the
+dataset, the held-out class, the decoder likelihood and the tiny `smoke` sizes; an unknown
+option raises one error naming it.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+DATASETS = ("digits", "fashion_mnist")
+
+
+def apply_options(c: ml_collections.ConfigDict, arg: str, name: str, *,
+                  smoke_model_args: dict, allow_gaussian: bool = True
+                  ) -> ml_collections.ConfigDict:
+  options = {o for o in (arg or "").split(",") if o}
+  for dataset in DATASETS:
+    if dataset in options:
+      c.dataset = dataset
+  if allow_gaussian and "gaussian" in options:
+    c.likelihood = "gaussian"
+  for opt in [o for o in options if o.startswith("exclude=")]:
+    c.exclude_label = int(opt.split("=", 1)[1])
+    options.discard(opt)
+  if "smoke" in options:  # Seconds on CPU, no data files needed.
+    c.dataset = "digits" if c.dataset == "mnist" else c.dataset
+    c.epochs, c.checkpoint_every, c.sample_every, c.num_grid = 2, 1, 1, 4
+    c.batch_size, c.iw_samples, c.iw_chunk = 32, 10, 5
+    c.progress_bar = False
+    c.model_args = smoke_model_args
+  known = {"smoke", *DATASETS} | ({"gaussian"} if allow_gaussian else set())
+  unknown = options - known
+  if unknown:
+    raise ValueError(f"Unknown {name} config options {sorted(unknown)}.")
+  return c
