@@ -48,7 +48,8 @@ def test_restoring_into_another_architecture_is_a_clear_error(tmp_path):
     ckpt.save(1, _state(1))
     other = _state(1)
     other["params"]["w"] = jnp.zeros((5, 4))
-    with pytest.raises(CheckpointError, match="step 1|cannot be restored"):
+    with pytest.raises(CheckpointError, match=r"does not match this model's state .*"
+                                              r"\(3, 4\).*\(5, 4\)"):
       ckpt.restore(abstract_like(other))
 
 
