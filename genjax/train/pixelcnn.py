@@ -2,23 +2,14 @@
 log-likelihoods, and ancestral sampling as one jitted `lax.fori_loop` over the pixels."""
 from __future__ import annotations
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
 from genjax.eval import likelihood as lik
 from genjax.models.pixelcnn import PixelCNN, get_pixelcnn
-from genjax.train.task import Task, average_over, per_device
+from genjax.train.task import ModelState, Task, average_over, per_device
 from genjax.train.vae import step_key
-
-
-@flax.struct.dataclass
-class PixelCnnState:
-  step: jax.Array   # int32 []
-  key: jax.Array    # uint32 [2]
-  params: dict
-  opt: optax.OptState
 
 
 def log_prob(model: PixelCNN, params, x: jax.Array) -> jax.Array:
@@ -47,10 +38,10 @@ def make_pixelcnn_task(config) -> Task:
   tx = optax.adam(config.lr, b1=config.adam_b1, b2=config.adam_b2)
   num_dims = model.image_shape[0] * model.image_shape[1] * model.image_shape[2]
 
-  def init(key: jax.Array, batch: dict) -> PixelCnnState:
+  def init(key: jax.Array, batch: dict) -> ModelState:
     k_params, k_state = jax.random.split(key)
     params = model.init(k_params, jnp.zeros_like(batch["image"][:1]))
-    return PixelCnnState(step=jnp.zeros((), jnp.int32), key=k_state, params=params,
+    return ModelState(step=jnp.zeros((), jnp.int32), key=k_state, params=params,
                          opt=tx.init(params))
 
   def make_step(axis_name: str | None = None):
@@ -62,7 +53,7 @@ def make_pixelcnn_task(config) -> Task:
       nll = -jnp.mean(log_prob(model, params, x))  # nats per image
       return nll, {"nll_loss": nll, "bits_per_dim": lik.nats_to_bits_per_dim(nll, num_dims)}
 
-    def step(state: PixelCnnState, batch: dict) -> tuple[PixelCnnState, dict]:
+    def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
       x = lik.binarize(step_key(state, axis_name), batch["image"])  # [B, H, W, 1]
       grads, metrics = jax.grad(objective, has_aux=True)(
           per_device(state.params, axis_name), x)
@@ -72,7 +63,7 @@ def make_pixelcnn_task(config) -> Task:
 
     return step
 
-  def sample(state: PixelCnnState, key: jax.Array, num: int, labels=None) -> jax.Array:
+  def sample(state: ModelState, key: jax.Array, num: int, labels=None) -> jax.Array:
     del labels  # Unconditional.
     return sample_pixels(model, state.params, key, num) * 2.0 - 1.0
 
@@ -84,7 +75,7 @@ def make_log_likelihood(config):
   images drawn with `key`."""
   model = get_pixelcnn(config)
 
-  def log_likelihood(state: PixelCnnState, images: jax.Array, key: jax.Array) -> jax.Array:
+  def log_likelihood(state: ModelState, images: jax.Array, key: jax.Array) -> jax.Array:
     return log_prob(model, state.params, lik.binarize(key, images))
 
   return log_likelihood

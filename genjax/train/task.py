@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import flax.struct
 import jax
+import optax
 
 Batch = dict  # {'image': f32[B,H,W,C] in [-1,1], 'label': i32[B]}
 
@@ -54,3 +56,12 @@ def per_device(tree, axis_name: str | None):
 def average_over(tree, axis_name: str | None):
   """The mean over devices of a per-device pytree (identity without an axis)."""
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+@flax.struct.dataclass
+class ModelState:
+  """The state of a single-network task trained by one optimizer (VAE, PixelCNN)."""
+  step: jax.Array   # int32 []
+  key: jax.Array    # uint32 [2]
+  params: dict
+  opt: optax.OptState

@@ -7,24 +7,15 @@ reparameterised z per image.
 """
 from __future__ import annotations
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
 from genjax.eval import likelihood as lik
 from genjax.models.vae import VAE, get_vae
-from genjax.train.task import Task, average_over, per_device
+from genjax.train.task import ModelState, Task, average_over, per_device
 
 LOG_SCALE_MIN = -5.0  # Keeps the Gaussian decoder from collapsing its scale onto a pixel.
-
-
-@flax.struct.dataclass
-class VaeState:
-  step: jax.Array   # int32 []
-  key: jax.Array    # uint32 [2]
-  params: dict
-  opt: optax.OptState
 
 
 def step_key(state, axis_name: str | None) -> jax.Array:
@@ -88,10 +79,10 @@ def make_vae_task(config) -> Task:
   log_px_given_z = make_log_px_given_z(config.likelihood)
   latent_dim = config.latent_dim
 
-  def init(key: jax.Array, batch: dict) -> VaeState:
+  def init(key: jax.Array, batch: dict) -> ModelState:
     k_params, k_state = jax.random.split(key)
     params = vae.init(k_params, batch["image"][:1])
-    return VaeState(step=jnp.zeros((), jnp.int32), key=k_state, params=params,
+    return ModelState(step=jnp.zeros((), jnp.int32), key=k_state, params=params,
                     opt=tx.init(params))
 
   def make_step(axis_name: str | None = None):
@@ -104,7 +95,7 @@ def make_vae_task(config) -> Task:
       loss = -jnp.mean(value)  # nats per image
       return loss, {"loss": loss, "recon": -jnp.mean(recon), "kl": jnp.mean(kl)}
 
-    def step(state: VaeState, batch: dict) -> tuple[VaeState, dict]:
+    def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
       k_data, k_z = jax.random.split(step_key(state, axis_name))
       x = data_fn(k_data, batch["image"])  # [B, H, W, 1]
       grads, metrics = jax.grad(objective, has_aux=True)(
@@ -115,7 +106,7 @@ def make_vae_task(config) -> Task:
 
     return step
 
-  def sample(state: VaeState, key: jax.Array, num: int, labels=None) -> jax.Array:
+  def sample(state: ModelState, key: jax.Array, num: int, labels=None) -> jax.Array:
     """Decoded prior samples in [-1,1]: the Bernoulli means (or Gaussian means), the usual
     way to show a binary model's samples without salt-and-pepper noise."""
     del labels  # Unconditional.
@@ -135,7 +126,7 @@ def make_log_likelihood(config, iw_samples: int):
   log_px_given_z = make_log_px_given_z(config.likelihood)
   chunk = min(config.iw_chunk, iw_samples)
 
-  def log_likelihood(state: VaeState, images: jax.Array, key: jax.Array) -> jax.Array:
+  def log_likelihood(state: ModelState, images: jax.Array, key: jax.Array) -> jax.Array:
     k_data, k_z = jax.random.split(key)
     x = data_fn(k_data, images)
     return lik.iw_log_likelihood(
