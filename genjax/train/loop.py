@@ -135,10 +135,10 @@ def _restore_or_init(setup: Setup, ckpt: Checkpointer) -> tuple[Any, int]:
 
 def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
   c = setup.config
-  if multi_process:  # Per-device shuffling of each process's block; no NaN guard there yet.
-    return distributed.make_sharded_epoch(setup.task, setup.mesh, c.parallel, c.batch_size)
-  return parallel.make_epoch(setup.task, setup.mesh, c.parallel, c.batch_size,
-                             guard=c.nan_policy != "off", nan_step=nan_step)
+  # Multi-process: each device shuffles its share of its process's block.
+  make = distributed.make_sharded_epoch if multi_process else parallel.make_epoch
+  return make(setup.task, setup.mesh, c.parallel, c.batch_size,
+              guard=c.nan_policy != "off", nan_step=nan_step)
 
 
 def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
