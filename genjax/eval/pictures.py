@@ -33,13 +33,7 @@ def grid(images, ncol: int | None = None, pad: int = 2) -> np.ndarray:
 
 
 def save_grid(images, path: str, ncol: int | None = None, scale: int = 2) -> str:
-  g = grid(images, ncol)
-  img = Image.fromarray(g[..., 0] if g.shape[-1] == 1 else g)
-  if scale > 1:
-    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  img.save(path)
-  return path
+  return save_image(grid(images, ncol), path, scale)
 
 
 def save_curves(records: Sequence[Mapping[str, float]], keys: Sequence[str], path: str,
