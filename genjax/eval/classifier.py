@@ -17,7 +17,6 @@ import os
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +25,7 @@ import optax
 from genjax import data as data_lib
 from genjax.checkpoint import Checkpointer, abstract_like
 from genjax.train.parallel import shuffled_batches
+from genjax.train.task import ModelState
 
 ENV_CACHE_DIR = "GENJAX_CACHE_DIR"
 ARCH = "patchcnn16s2-32s2-128"  # Stored in the checkpoint meta; bump when the module changes.
@@ -85,14 +85,6 @@ class CNN(nn.Module):
     return features, nn.Dense(self.num_classes)(h)
 
 
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array   # int32 []
-  key: jax.Array    # uint32 [2]
-  params: Any
-  opt_state: optax.OptState
-
-
 class Classifier(NamedTuple):
   """A trained classifier: `params` of `CNN()` and the dataset it was trained on."""
   params: Any
@@ -131,7 +123,7 @@ def make_epoch(tx: optax.GradientTransformation, batch_size: int, max_shift: int
   """Jitted `epoch(state, images_u8 [N,28,28,1], labels [N]) -> (state, metrics[steps])`."""
   model = CNN()
 
-  def step(state: TrainState, batch: tuple[jax.Array, jax.Array]):
+  def step(state: ModelState, batch: tuple[jax.Array, jax.Array]):
     images, labels = batch
     k_aug, k_drop = jax.random.split(jax.random.fold_in(state.key, state.step))
     x = data_lib.to_float(images)
@@ -144,10 +136,10 @@ def make_epoch(tx: optax.GradientTransformation, batch_size: int, max_shift: int
       return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates, opt_state = tx.update(grads, state.opt, state.params)
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params,
                                                                           updates),
-                          opt_state=opt_state)
+                          opt=opt_state)
     return state, {"loss": loss, "accuracy": acc}
 
   def epoch(state, images, labels):
@@ -214,8 +206,8 @@ def train(dataset: str, directory: str, *, epochs: int = 8, batch_size: int = 12
   tx = optax.adam(optax.cosine_decay_schedule(learning_rate, epochs * steps))
   k_init, k_state = jax.random.split(jax.random.PRNGKey(seed))
   params = init_params(k_init)
-  state = TrainState(step=jnp.zeros((), jnp.int32), key=k_state, params=params,
-                     opt_state=tx.init(params))
+  state = ModelState(step=jnp.zeros((), jnp.int32), key=k_state, params=params,
+                     opt=tx.init(params))
   epoch_fn = make_epoch(tx, batch_size, max_shift)
   images_d, labels_d = jnp.asarray(images), jnp.asarray(labels, jnp.int32)
   for epoch in range(1, epochs + 1):
