@@ -151,7 +151,8 @@ def time_tutorial_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_step
 
 def time_resident_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_steps: int = 0,
                         seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-  """Seconds for one epoch with the normalised split resident on `device` (whole batches)."""
+  """Seconds for one epoch with the normalised split resident on `device` (whole batches),
+  and the per-step losses the tutorial records ('d_loss', 'g_loss' lists)."""
   torch = _require_torch()
   torch.manual_seed(seed)
   G, D, G_opt, D_opt, criterion = build(device)
@@ -163,10 +164,13 @@ def time_resident_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_step
   n = min(n, max_steps) if max_steps else n  # at most one epoch, as the genjax side
   t = time.perf_counter()
   perm = torch.randperm(len(data), device=device)
+  losses = []
   for i in range(n):
     x = data[perm[i * batch_size:(i + 1) * batch_size]]
-    _train_step(torch, x, G, D, G_opt, D_opt, criterion, 100, device)
-  return {"epoch_s": time.perf_counter() - t, "steps": n, "batch_size": batch_size}
+    losses.append(_train_step(torch, x, G, D, G_opt, D_opt, criterion, 100, device))
+  d_loss, g_loss = zip(*losses) if losses else ((), ())
+  return {"epoch_s": time.perf_counter() - t, "steps": n, "batch_size": batch_size,
+          "d_loss": list(d_loss), "g_loss": list(g_loss)}
 
 
 def with_threads(fn, threads: int):

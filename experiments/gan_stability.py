@@ -1,0 +1,159 @@
+"""Issue 5, Must show 4b: how often does the reference GAN's discriminator win its first epoch?
+
+For each variant (a set of `experiments/configs/mlp_gan.py` options: `plain` is the tutorial's
+setup; e.g. `ls`, `r1`, `ttur`, `ada`, `ls+r1` add genjax's stabilisers) and each of
+--seeds seeds, trains --epochs epochs on the dataset and records:
+  * D wins: the mean D loss over the last --tail_frac of epoch 1's steps is below
+    --win_threshold (D separates real from fake almost perfectly, so G's BCE signal is
+    saturated -- the tutorial's failure mode);
+  * min D loss: the smallest 50-step running mean of the D loss in epoch 1;
+  * FID and class coverage of --fid_samples samples after the last epoch, in the in-project
+    classifier's features against the test split (genjax.eval).
+With --torch, the same count for the PyTorch tutorial itself (resident data, its own
+seeds), as the reference for "the tutorial's setup does this in about a third of runs".
+
+  GENJAX_DATA_DIR=... python experiments/gan_stability.py --seeds=10 \
+      --variants=plain,ls,r1,ttur,ada --out=runs/gan_stability.json
+"""
+import datetime
+import json
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from genjax import data as data_lib
+from genjax.bench import environment
+from genjax.eval import classifier as classifier_lib
+from genjax.eval import coverage, metrics
+from genjax.eval.pictures import to_uint8
+from genjax.train import loop, parallel
+from experiments.configs import mlp_gan
+
+_DATASET = flags.DEFINE_string("dataset", "mnist", "mnist | fashion_mnist | kmnist.")
+_SEEDS = flags.DEFINE_integer("seeds", 10, "Seeds per variant (0..seeds-1).")
+_VARIANTS = flags.DEFINE_list("variants", ["plain", "ls", "r1", "ttur", "ada"],
+                              "'plain' or '+'-joined mlp_gan.py options, e.g. ls+r1.")
+_EPOCHS = flags.DEFINE_integer("epochs", 1, "Epochs per run (D wins is judged on epoch 1).")
+_THRESHOLD = flags.DEFINE_float("win_threshold", 0.01, "D loss below this: D wins.")
+_TAIL = flags.DEFINE_float("tail_frac", 0.1, "Share of epoch 1's last steps averaged.")
+_FID_SAMPLES = flags.DEFINE_integer("fid_samples", 5000, "Samples per FID (0: no FID).")
+_TORCH = flags.DEFINE_bool("torch", False, "Also count D wins of the PyTorch tutorial.")
+_OUT = flags.DEFINE_string("out", "", "JSON output path.")
+
+
+def d_wins(d_loss: np.ndarray, threshold: float, tail_frac: float) -> tuple[bool, float, float]:
+  """(won, tail mean, min 50-step running mean) of one epoch's per-step D losses."""
+  d_loss = np.asarray(d_loss, np.float64)
+  tail = float(np.mean(d_loss[-max(1, int(len(d_loss) * tail_frac)):]))
+  window = min(50, len(d_loss))
+  running = np.convolve(d_loss, np.ones(window) / window, mode="valid")
+  return tail < threshold, tail, float(running.min())
+
+
+def variant_config(variant: str, dataset: str):
+  options = [dataset] + ([] if variant == "plain" else variant.split("+"))
+  return mlp_gan.get_config(",".join(options))
+
+
+def quality(task, state, clf_params, real_features, num: int, seed: int) -> dict:
+  images = to_uint8(jax.device_get(task.sample(state, jax.random.PRNGKey(10_000 + seed), num)))
+  feats, probs = classifier_lib.features_and_probs(clf_params, images)
+  return {"fid": metrics.fid(real_features, feats),
+          "class_coverage": coverage.class_coverage(probs)}
+
+
+def run_variant(variant: str, train, clf_params, real_features) -> list[dict]:
+  config = variant_config(variant, _DATASET.value)
+  setup = loop.build(config, train.images[:1])
+  images, labels = parallel.to_device_dataset(train.images, train.labels, setup.mesh)
+  epoch = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
+  runs = []
+  for seed in range(_SEEDS.value):
+    t = time.time()
+    state = parallel.put_replicated(setup.init(jax.random.PRNGKey(seed)), setup.mesh)
+    state, m = epoch(state, images, labels)
+    d_loss = np.asarray(jax.device_get(m["d_loss"]))
+    won, tail, low = d_wins(d_loss, _THRESHOLD.value, _TAIL.value)
+    for _ in range(_EPOCHS.value - 1):
+      state, _ = epoch(state, images, labels)
+    row = {"variant": variant, "seed": seed, "d_wins": won, "tail_d_loss": tail,
+           "min_running_d_loss": low, "final_d_loss": float(d_loss[-1])}
+    if _FID_SAMPLES.value:
+      row.update(quality(setup.task, state, clf_params, real_features, _FID_SAMPLES.value,
+                         seed))
+    row["seconds"] = time.time() - t
+    print(json.dumps(row), flush=True)
+    runs.append(row)
+  return runs
+
+
+def run_torch(train) -> list[dict]:
+  from experiments.benchmarks import torch_tutorial  # pylint: disable=import-outside-toplevel
+  runs = []
+  for seed in range(_SEEDS.value):
+    d_loss = torch_tutorial.time_resident_epoch(train.images, seed=seed)["d_loss"]
+    # BCELoss sums the real and fake terms, as genjax's d_loss does.
+    won, tail, low = d_wins(d_loss, _THRESHOLD.value, _TAIL.value)
+    row = {"variant": "torch_tutorial", "seed": seed, "d_wins": won, "tail_d_loss": tail,
+           "min_running_d_loss": low, "final_d_loss": float(d_loss[-1])}
+    print(json.dumps(row), flush=True)
+    runs.append(row)
+  return runs
+
+
+def summary(runs: list[dict]) -> list[dict]:
+  out = []
+  for variant in dict.fromkeys(r["variant"] for r in runs):
+    rs = [r for r in runs if r["variant"] == variant]
+    row = {"variant": variant, "seeds": len(rs), "d_wins": sum(r["d_wins"] for r in rs),
+           "median_tail_d_loss": float(np.median([r["tail_d_loss"] for r in rs]))}
+    if "fid" in rs[0]:
+      fids = np.array([r["fid"] for r in rs])
+      row.update(fid_mean=float(fids.mean()), fid_std=float(fids.std()),
+                 fid_median=float(np.median(fids)),
+                 class_coverage_mean=float(np.mean([r["class_coverage"] for r in rs])))
+    out.append(row)
+  return out
+
+
+def to_markdown(rows: list[dict]) -> str:
+  lines = ["| variant | seeds | D wins epoch 1 | median tail D loss | FID mean (std) | "
+           "FID median | class coverage |", "|---|---:|---:|---:|---:|---:|---:|"]
+  for r in rows:
+    fid = (f"{r['fid_mean']:.1f} ({r['fid_std']:.1f}) | {r['fid_median']:.1f} | "
+           f"{r['class_coverage_mean']:.2f}" if "fid_mean" in r else "- | - | -")
+    lines.append(f"| {r['variant']} | {r['seeds']} | {r['d_wins']}/{r['seeds']} | "
+                 f"{r['median_tail_d_loss']:.4f} | {fid} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  env = environment()
+  train = data_lib.load(_DATASET.value, "train")
+  clf_params, real_features = None, None
+  if _FID_SAMPLES.value:
+    clf_params = classifier_lib.load(_DATASET.value).params  # Fails early if missing.
+    real_features, _ = classifier_lib.features_and_probs(
+        clf_params, data_lib.load(_DATASET.value, "test").images)
+  runs = []
+  for variant in _VARIANTS.value:
+    runs += run_variant(variant, train, clf_params, real_features)
+  if _TORCH.value:
+    runs += run_torch(train)
+  rows = summary(runs)
+  print(to_markdown(rows))
+  if _OUT.value:
+    with open(_OUT.value, "w") as f:
+      json.dump({"date": datetime.date.today().isoformat(), "env": env,
+                 "flags": {"dataset": _DATASET.value, "epochs": _EPOCHS.value,
+                           "win_threshold": _THRESHOLD.value, "tail_frac": _TAIL.value,
+                           "fid_samples": _FID_SAMPLES.value},
+                 "summary": rows, "runs": runs}, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
