@@ -42,6 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   # gradient all-reduce) or 'shard_map' (per-device code with an explicit pmean).
   c.parallel = "jit"
   c.num_devices = 0           # 0: all local devices.
+  c.scan_unroll = 1           # Steps fused per iteration of the epoch's lax.scan (multi-step
+                              # fusion: XLA schedules k steps as one body; same results).
   # Host loop.
   c.checkpoint_every = 10     # Epochs between checkpoints (the last epoch always saves).
   c.keep_checkpoints = 3
@@ -148,7 +150,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.parallel not in PARALLEL_MODES:
     raise ValueError(f"config.parallel={config.parallel!r}; use one of {PARALLEL_MODES}.")
   models.compute_dtype(config.compute_dtype)
-  for key in ("batch_size", "epochs", "checkpoint_every", "sample_every", "latent_dim"):
+  for key in ("batch_size", "epochs", "checkpoint_every", "sample_every", "latent_dim",
+              "scan_unroll"):
     if int(config[key]) < 1:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   if config.num_devices < 0:

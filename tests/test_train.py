@@ -65,6 +65,20 @@ def test_scanned_epoch_equals_a_loop_of_steps():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_unrolled_epoch_equals_the_plain_scan():
+  """Multi-step fusion (config.scan_unroll) changes the schedule, not the result: 5 steps
+  (an unroll of 2 leaves a remainder step) with and without unrolling."""
+  setup, state, images, labels, _ = _setup(num_examples=320)
+  state_copy = jax.tree.map(lambda x: x.copy(), state)
+  plain, m1 = parallel.make_epoch(setup.task, setup.mesh, "jit", 64)(state, images, labels)
+  fused, m2 = parallel.make_epoch(setup.task, setup.mesh, "jit", 64, unroll=2, guard=True)(
+      state_copy, images, labels)
+  np.testing.assert_allclose(np.asarray(m1["d_loss"]), np.asarray(m2["d_loss"]), rtol=1e-5)
+  assert int(m2["guard/bad_step"]) == -1
+  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(fused)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 def test_epoch_compiles_once_and_donates_state():
   setup, state, images, labels, _ = _setup(num_examples=256)
   epoch = parallel.make_epoch(setup.task, setup.mesh, "jit", 64)

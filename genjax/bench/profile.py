@@ -58,7 +58,8 @@ def profile_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   setup = loop.build(config, images)
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
+  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
+                                 unroll=config.scan_unroll)
   compiled = epoch_fn.lower(state, dev_images, dev_labels).compile()
   state, _ = compiled(state, dev_images, dev_labels)  # warm
   jax.block_until_ready(state)

@@ -74,7 +74,8 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   steps_per_epoch = config_lib.steps_per_epoch(config, len(labels))
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
+  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
+                                 unroll=config.scan_unroll)
   _block((state, dev_images, dev_labels))
 
   t0 = time.perf_counter()
@@ -106,7 +107,8 @@ def cost_analysis(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   state = jax.eval_shape(setup.init, jax.random.PRNGKey(0))
   rep = parallel.replicated(setup.mesh)
   state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size)
+  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
+                                 unroll=config.scan_unroll)
   cost = epoch_fn.lower(state, dev_images, dev_labels).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return {k: float(v) for k, v in (cost or {}).items()

@@ -86,10 +86,10 @@ def global_dataset(images: np.ndarray, labels: np.ndarray, mesh) -> tuple[jax.Ar
 
 
 def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = False,
-                       nan_step: int = -1):
+                       nan_step: int = -1, unroll: int = 1):
   """A jitted `epoch(state, images, labels) -> (state, metrics[steps])` for a split sharded
   over 'data' (from `global_dataset`); shuffled per device, the state donated; `guard` and
-  `nan_step` as in `parallel.make_epoch`."""
+  `nan_step`, `unroll` as in `parallel.make_epoch`."""
   step = parallel.guarded_step(task, mesh, mode, nan_step)
   parallel.check_batch_size(batch_size, mesh)
   local_batch = batch_size // mesh.shape[AXIS]
@@ -110,7 +110,7 @@ def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = 
       x, y = gather(images, labels, idx)
       return step(state, {"image": to_float(x), "label": y})
 
-    return parallel.scan_epoch(body, state, index, guard)
+    return parallel.scan_epoch(body, state, index, guard, unroll)
 
   rep, shard = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   return jax.jit(epoch, donate_argnums=0, in_shardings=(rep, shard, shard),

@@ -138,7 +138,7 @@ def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
   # Multi-process: each device shuffles its share of its process's block.
   make = distributed.make_sharded_epoch if multi_process else parallel.make_epoch
   return make(setup.task, setup.mesh, c.parallel, c.batch_size,
-              guard=c.nan_policy != "off", nan_step=nan_step)
+              guard=c.nan_policy != "off", nan_step=nan_step, unroll=c.scan_unroll)
 
 
 def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,

@@ -75,14 +75,15 @@ def shuffled_batches(key: jax.Array, step: jax.Array, num_examples: int, batch_s
   return perm[:steps * batch_size].reshape(steps, batch_size)
 
 
-def scan_epoch(body, state, index, guard: bool):
-  """`lax.scan` of `body(state, idx) -> (state, metrics)` over `index` [steps, B]. With
-  `guard`, every step is NaN/Inf-checked on device (`genjax.train.guard`) and the metrics
-  also hold the guard's record (`guard/bad_step`, `guard/bad_terms`, scalars)."""
+def scan_epoch(body, state, index, guard: bool, unroll: int = 1):
+  """`lax.scan` of `body(state, idx) -> (state, metrics)` over `index` [steps, B], `unroll`
+  steps per loop iteration (multi-step fusion). With `guard`, every step is NaN/Inf-checked
+  on device (`genjax.train.guard`) and the metrics also hold the guard's record
+  (`guard/bad_step`, `guard/bad_terms`, scalars)."""
   if not guard:
-    return jax.lax.scan(body, state, index)
+    return jax.lax.scan(body, state, index, unroll=unroll)
   (state, record), metrics = jax.lax.scan(guard_lib.guard_step(body),
-                                          (state, guard_lib.healthy()), index)
+                                          (state, guard_lib.healthy()), index, unroll=unroll)
   return state, {**metrics, guard_lib.BAD_STEP_KEY: record.bad_step,
                  guard_lib.BAD_TERMS_KEY: record.bad_terms}
 
@@ -94,10 +95,10 @@ def guarded_step(task, mesh, mode: str, nan_step: int):
 
 
 def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = False,
-               nan_step: int = -1):
+               nan_step: int = -1, unroll: int = 1):
   """A jitted `epoch(state, images_u8, labels) -> (state, metrics[steps])`: one `lax.scan`
-  over the whole device-resident split, shuffled on device, the state donated; `guard` and
-  `nan_step` as in `scan_epoch` and `guarded_step`."""
+  over the whole device-resident split, shuffled on device, the state donated; `guard`,
+  `unroll` and `nan_step` as in `scan_epoch` and `guarded_step`."""
   step = guarded_step(task, mesh, mode, nan_step)
   check_batch_size(batch_size, mesh)
 
@@ -107,7 +108,7 @@ def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = False,
     def body(state, idx):  # idx: [B]
       return step(state, {"image": to_float(images[idx]), "label": labels[idx]})
 
-    return scan_epoch(body, state, index, guard)
+    return scan_epoch(body, state, index, guard, unroll)
 
   rep = replicated(mesh)
   return jax.jit(epoch, donate_argnums=0, in_shardings=(rep, rep, rep),
