@@ -7,7 +7,7 @@
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genjax.train.loop import train
+from genjax.train.loop import logged_epochs, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -20,9 +20,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO.
-  train(_CONFIG.value, _WORKDIR.value)
-  print(f"Done. Outputs in {_WORKDIR.value}: samples/, loss_curve.png, metrics.jsonl, "
-        "checkpoints/")
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  train(config, workdir)
+  epochs = logged_epochs(workdir)
+  if epochs < config.epochs:  # SIGTERM: the loop checkpointed and returned early.
+    print(f"Stopped early after epoch {epochs} of {config.epochs} (checkpointed); run the "
+          "same command to resume.")
+    return
+  print(f"Done. Outputs in {workdir}: samples/, loss_curve.png, metrics.jsonl, checkpoints/")
 
 
 if __name__ == "__main__":

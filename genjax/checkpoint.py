@@ -50,12 +50,16 @@ class Checkpointer:
   """Save every k epochs, keep the last n (and optionally the best by a metric).
 
   `problems` lists (path, reason) for every partial or damaged step directory found, in the
-  order found; each was also logged as a warning and moved to `quarantine_dir`.
+  order found; each was also logged as a warning and moved to `quarantine_dir` -- by the
+  one process with `moves_bad_steps` (process 0 of a multi-process run; the others only skip
+  it, so no two processes move the same directory).
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, best_metric: str = "",
-               best_mode: str = "min", async_save: bool = False):
+               best_mode: str = "min", async_save: bool = False,
+               moves_bad_steps: bool = True):
     self.directory = os.path.abspath(directory)
+    self.moves_bad_steps = moves_bad_steps
     self.quarantine_dir = self.directory.rstrip("/") + "_quarantine"
     self.problems: list[tuple[str, str]] = []
     for path, reason in find_incomplete(self.directory):
@@ -140,6 +144,11 @@ class Checkpointer:
 
   def _quarantine(self, path: str, reason: str) -> None:
     """Moves a bad step directory aside (never deletes it) and reports it by name."""
+    self.problems.append((path, reason))
+    if not self.moves_bad_steps:
+      logging.warning("genjax checkpoint: %s is partial or damaged (%s); skipped (process 0 "
+                      "moves it to %s).", path, reason, self.quarantine_dir)
+      return
     os.makedirs(self.quarantine_dir, exist_ok=True)
     target = os.path.join(self.quarantine_dir, os.path.basename(path))
     n = 1
@@ -149,7 +158,6 @@ class Checkpointer:
     shutil.move(path, target)
     logging.warning("genjax checkpoint: %s is partial or damaged (%s); moved to %s and "
                     "skipped.", path, reason, target)
-    self.problems.append((path, reason))
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

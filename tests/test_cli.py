@@ -71,3 +71,11 @@ def test_sample_export_from_a_non_workdir_is_a_clear_error(tmp_path):
   proc = run_python(["experiments/sample.py", f"--workdir={tmp_path}", "--num=4",
                      f"--out={tmp_path / 'x.npz'}"], check=False)
   assert proc.returncode != 0 and "is not a genjax work directory" in proc.stderr
+
+
+def test_logged_epochs_tells_a_finished_run_from_a_stopped_one(tmp_path, runs):
+  from genjax.train.loop import logged_epochs  # pylint: disable=import-outside-toplevel
+  assert logged_epochs(str(runs[0])) == 4   # train.py then prints "Done."
+  assert logged_epochs(str(tmp_path)) == 0  # no log yet
+  (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')  # cut by a kill
+  assert logged_epochs(str(tmp_path)) == 2  # < config.epochs: "Stopped early ..."

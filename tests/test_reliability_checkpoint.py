@@ -56,6 +56,16 @@ def test_damaged_latest_step_falls_back_and_is_kept(tmp_path, target, hurt):
   assert os.listdir(d + "_quarantine") == ["3"]  # Moved aside, not deleted.
 
 
+def test_only_the_mover_quarantines(tmp_path):
+  """In a multi-process run only process 0 moves a damaged step; the others skip it too."""
+  d = make(tmp_path)
+  os.remove(os.path.join(d, "3", "meta", "metadata"))
+  with ck.Checkpointer(d, moves_bad_steps=False) as c:
+    _, meta = c.restore(ck.abstract_like(state(0)))
+    assert meta["epoch"] == 2 and [os.path.basename(p) for p, _ in c.problems] == ["3"]
+  assert os.path.isdir(os.path.join(d, "3")) and not os.path.exists(d + "_quarantine")
+
+
 def test_unfinished_save_is_quarantined_on_open(tmp_path):
   d = make(tmp_path)
   os.makedirs(os.path.join(d, "4.orbax-checkpoint-tmp-123", "state"))

@@ -59,7 +59,8 @@ def checkpointer_for(workdir: str, config) -> Checkpointer:
   return Checkpointer(os.path.join(workdir, "checkpoints"),
                       max_to_keep=config.keep_checkpoints,
                       best_metric=config.keep_best_metric, best_mode=config.keep_best_mode,
-                      async_save=config.async_checkpoint)
+                      async_save=config.async_checkpoint,
+                      moves_bad_steps=distributed.is_writer())
 
 
 def load_train_split(config) -> data_lib.Dataset:
@@ -91,6 +92,12 @@ def _read_records(path: str) -> list[dict]:
         except json.JSONDecodeError:
           logging.warning("genjax: skipping a damaged line of %s: %r", path, line[:80])
   return out
+
+
+def logged_epochs(workdir: str) -> int:
+  """The last epoch recorded in `workdir`'s metrics.jsonl (0 when none)."""
+  records = _read_records(os.path.join(workdir, "metrics.jsonl"))
+  return int(max((r.get("epoch", 0) for r in records), default=0))
 
 
 def _drop_records_after(path: str, epoch: int) -> None:
