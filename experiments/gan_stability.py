@@ -41,6 +41,8 @@ _EPOCHS = flags.DEFINE_integer("epochs", 1, "Epochs per run (D wins is judged on
 _THRESHOLD = flags.DEFINE_float("win_threshold", 0.01, "D loss below this: D wins.")
 _TAIL = flags.DEFINE_float("tail_frac", 0.1, "Share of epoch 1's last steps averaged.")
 _FID_SAMPLES = flags.DEFINE_integer("fid_samples", 5000, "Samples per FID (0: no FID).")
+_TORCH_THREADS = flags.DEFINE_integer("torch_threads", 1, "torch_tutorial's intra-op threads "
+                                      "(0: torch's default; 1 holds up best on a shared CPU).")
 _OUT = flags.DEFINE_string("out", "", "JSON output path.")
 
 
@@ -92,9 +94,10 @@ def run_variant(variant: str, train, clf_params, real_features) -> list[dict]:
 
 def run_torch(train) -> list[dict]:
   from experiments.benchmarks import torch_tutorial  # pylint: disable=import-outside-toplevel
+  epoch = torch_tutorial.with_threads(torch_tutorial.time_resident_epoch, _TORCH_THREADS.value)
   runs = []
   for seed in range(_SEEDS.value):
-    d_loss = torch_tutorial.time_resident_epoch(train.images, seed=seed)["d_loss"]
+    d_loss = epoch(train.images, seed=seed)["d_loss"]
     # BCELoss sums the real and fake terms, as genjax's d_loss does.
     won, tail, low = d_wins(d_loss, _THRESHOLD.value, _TAIL.value)
     row = {"variant": "torch_tutorial", "seed": seed, "d_wins": won, "tail_d_loss": tail,
