@@ -86,7 +86,7 @@ def test_script_runs_end_to_end_at_tiny_size(tmp_path):
          "--cgan_width=8", "--cgan_steps=2", "--cgan_batch=10", "--clf_steps=2",
          "--clf_batch=16", f"--workdir={tmp_path}", f"--out={out}"]
   env = dict(os.environ, PYTHONPATH=ROOT)
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(out.read_text())
   (row,) = result["rows"]
