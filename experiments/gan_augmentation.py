@@ -114,7 +114,8 @@ def main(argv):
         classifier_steps=steps, cgan_epochs=cfg.epochs,
         cgan_steps=cfg.epochs * (n // cfg.batch_size), cgan_workdir=workdir,
         cgan_grid=os.path.join(workdir, "samples", grids[-1]),
-        cgan_seconds_this_call=round(gan_secs, 1), classifier_seconds=round(time.time() - t1 - gan_secs, 1))
+        cgan_seconds_this_call=round(gan_secs, 1),
+        classifier_and_sampling_seconds=round(time.time() - t1 - gan_secs, 1))
     rows.append(row)
   table = aug.markdown_table(rows)
   print(table)
