@@ -3,7 +3,8 @@ agrees with the label a class-conditional GAN was asked for: the label noise tha
 experiments/gan_augmentation.py feeds the downstream classifier. Uses the same samples as
 that script (sampling.generate, key fold_in(PRNGKey(config.seed), EXPORT_KEY_TAG)).
 
-  python experiments/gan_sample_agreement.py --workdirs=runs/aug_gain/cgan_n100,runs/aug_gain/cgan_n1000
+  python experiments/gan_sample_agreement.py \
+      --workdirs=runs/aug_gain/cgan_n100,runs/aug_gain/cgan_n1000
 """
 import jax
 import numpy as np
