@@ -89,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.iw_chunk = 500            # Samples per chunk of that bound: bounds memory, divides k.
   c.exclude_label = -1        # >= 0: drop this class from the training split (one-class-
                               # held-out anomaly detection); -1 keeps every class.
+  # --- Small labelled training sets (issue 5, generative augmentation). ---
+  c.num_train = 0             # > 0: train on the first num_train / C examples of each of the
+                              # C classes present (genjax.data.balanced_subset); 0: all.
   return c
 
 
@@ -183,6 +186,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not -1 <= config.exclude_label < data.NUM_CLASSES:
     raise ValueError(f"config.exclude_label must be -1 (none) or a class 0..."
                      f"{data.NUM_CLASSES - 1}, got {config.exclude_label}.")
+  if config.num_train < 0:
+    raise ValueError(f"config.num_train must be >= 0 (0 = the whole split), got "
+                     f"{config.num_train}.")
 
 
 def _check_types(config: ml_collections.ConfigDict) -> None:

@@ -29,7 +29,7 @@ _IDX_PREFIX = {"train": "train", "test": "t10k"}
 
 __all__ = [
     "DATASETS", "Dataset", "DatasetNotFoundError", "ENV_DATA_DIR", "IMAGE_SHAPE",
-    "IdxFormatError",
+    "IdxFormatError", "balanced_indices", "balanced_subset",
     "encode_idx", "hide_accelerators_from_tensorflow", "idx_paths", "load",
     "resolve_data_dir", "to_float",
 ]
@@ -134,6 +134,33 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
             f"{name}/ with the canonical IDX files.") from e
   _validate(images, labels, what)
   return Dataset(images, labels, name, split)
+
+
+def balanced_indices(labels: np.ndarray, num: int) -> np.ndarray:
+  """Indices of the first `num / C` examples of each of the C classes present in `labels`,
+  in split order: a deterministic, class-balanced subset (no seed, so every run and every
+  model of an experiment sees the same labelled images).
+
+  Raises one ValueError when `num` is not a positive multiple of C or some class has fewer
+  than `num / C` examples (which includes `num` larger than the split)."""
+  labels = np.asarray(labels)
+  classes, counts = np.unique(labels, return_counts=True)
+  if num < 1 or num % len(classes):
+    raise ValueError(f"A class-balanced subset needs a positive multiple of the "
+                     f"{len(classes)} classes present, got num_train={num}.")
+  per_class = num // len(classes)
+  if per_class > counts.min():
+    raise ValueError(f"num_train={num} needs {per_class} examples of every class, but the "
+                     f"split of {labels.size} examples has only {counts.min()} of class "
+                     f"{classes[counts.argmin()]}.")
+  picked = [np.flatnonzero(labels == c)[:per_class] for c in classes]
+  return np.sort(np.concatenate(picked))
+
+
+def balanced_subset(dataset: Dataset, num: int) -> Dataset:
+  """`dataset` cut to the class-balanced subset of `balanced_indices(labels, num)`."""
+  keep = balanced_indices(dataset.labels, num)
+  return dataset._replace(images=dataset.images[keep], labels=dataset.labels[keep])
 
 
 def to_float(images_uint8):

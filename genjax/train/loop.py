@@ -64,12 +64,15 @@ def checkpointer_for(workdir: str, config) -> Checkpointer:
 
 
 def load_train_split(config) -> data_lib.Dataset:
-  """The training split, without class `config.exclude_label` when that is >= 0."""
+  """The training split, without class `config.exclude_label` when that is >= 0, cut to
+  the class-balanced first `config.num_train` examples when that is > 0."""
   dataset = data_lib.load(config.dataset, "train", data_dir=config.data_dir or None,
                           source=config.data_source)
   if config.exclude_label >= 0:
     keep = dataset.labels != config.exclude_label
     dataset = dataset._replace(images=dataset.images[keep], labels=dataset.labels[keep])
+  if config.num_train > 0:
+    dataset = data_lib.balanced_subset(dataset, config.num_train)
   return dataset
 
 
