@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.models.conv import Conv, ConvTranspose
 from genjax.models.mlp_gan import IMAGE_SHAPE, LATENT_DIM, check_input
 
 NUM_CLASSES = 10
@@ -62,10 +63,9 @@ class DCGenerator(nn.Module):
     x = nn.Dense(h0 * w0 * 4 * self.width, dtype=self.dtype)(x)
     x = nn.relu(norm()(x.reshape((-1, h0, w0, 4 * self.width))))         # [B, 7, 7, 4w]
     for mult in (2, 1):                                                     # 14x14, 28x28
-      x = nn.ConvTranspose(mult * self.width, (4, 4), strides=(2, 2), padding="SAME",
-                           dtype=self.dtype)(x)
+      x = ConvTranspose(mult * self.width, (4, 4), (2, 2), dtype=self.dtype)(x)  # 'SAME'
       x = nn.relu(norm()(x))
-    x = nn.Conv(self.image_shape[2], (3, 3), padding="SAME", dtype=self.dtype)(x)
+    x = Conv(self.image_shape[2], (3, 3), dtype=self.dtype)(x)  # 'SAME', stride 1
     return jnp.tanh(x).astype(jnp.float32)                                 # [B, 28, 28, C]
 
 
@@ -88,8 +88,7 @@ class DCDiscriminator(nn.Module):
     check_input(x, tuple(self.image_shape), type(self).__name__)
     sn = lambda layer: _sn(layer, self.spectral_norm, train)
     for mult in (1, 2):                                                     # 14x14, 7x7
-      x = sn(nn.Conv(mult * self.width, (4, 4), strides=(2, 2), padding="SAME",
-                     dtype=self.dtype))(x)
+      x = sn(Conv(mult * self.width, (4, 4), (2, 2), dtype=self.dtype))(x)  # 'SAME'
       x = nn.leaky_relu(x, 0.2)
       if self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

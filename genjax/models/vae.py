@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.models.conv import Conv, ConvTranspose
 from genjax.models.mlp_gan import check_input
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -66,7 +67,7 @@ class ConvEncoder(nn.Module):
     check_input(x, IMAGE_SHAPE, type(self).__name__)
     h = x
     for ch in self.channels:
-      h = nn.relu(nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME", dtype=self.dtype)(h))
+      h = nn.relu(Conv(ch, (3, 3), (2, 2), dtype=self.dtype)(h))  # 'SAME'
     h = h.reshape((h.shape[0], -1))  # [B, 7*7*C]
     h = nn.relu(nn.Dense(512, dtype=self.dtype)(h))
     out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
@@ -88,9 +89,8 @@ class ConvDecoder(nn.Module):
     h = nn.relu(nn.Dense(7 * 7 * self.channels[0], dtype=self.dtype)(h))
     h = h.reshape((z.shape[0], 7, 7, self.channels[0]))
     for ch in self.channels:  # 7 -> 14 -> 28
-      h = nn.relu(nn.ConvTranspose(ch, (3, 3), strides=(2, 2), padding="SAME",
-                                   dtype=self.dtype)(h))
-    out = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype)(h)
+      h = nn.relu(ConvTranspose(ch, (3, 3), (2, 2), dtype=self.dtype)(h))  # 'SAME'
+    out = Conv(self.out_channels, (3, 3), dtype=self.dtype)(h)  # 'SAME', stride 1
     return out.astype(jnp.float32)  # [B, 28, 28, P]
 
 

@@ -1,0 +1,128 @@
+"""Convolutions that are fast on XLA:CPU: drop-ins for `nn.Conv` and `nn.ConvTranspose`.
+
+XLA:CPU runs the gradients of `lax.conv_transpose` (a convolution over a zero-dilated input)
+through a slow generic convolution: for DCGAN's generator they were >95 % of a training step
+(genjax.bench profile, experiments/RESULTS.md). `ConvTranspose` here computes the same
+function as col2im -- one matmul of every input pixel with the whole kernel, then each of
+the kh*kw kernel taps placed at its strided output offset by `lax.pad` and summed -- so the
+forward and both gradients are matmuls, pads and strided slices, with none of the dilated
+input's zeros multiplied. Parameters (`kernel` [kh, kw, in, out], `bias` [out]), their
+initialisation and the result equal `flax.linen.ConvTranspose` with `transpose_kernel=False`
+(tested to float rounding), so checkpoints do not depend on the implementation.
+`Conv` likewise computes a 'SAME' convolution as im2col (kh*kw strided slices, one matmul).
+`impl='auto'` uses col2im / im2col on CPU and XLA's own transposed convolution elsewhere (cuDNN and
+TPU convolutions are fast).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+IMPLS = ("auto", "xla", "matmul")
+
+
+def _use_matmul(impl: str) -> bool:
+  if impl not in IMPLS:
+    raise ValueError(f"convolution impl={impl!r}; use one of {IMPLS}.")
+  return impl == "matmul" or (impl == "auto" and jax.default_backend() == "cpu")
+
+
+def _conv_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """lax.conv_general_dilated's 'SAME' padding: output ceil(size / stride)."""
+  total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+  """`lax.conv_general_dilated(x, kernel, strides, 'SAME', ('NHWC', 'HWIO', 'NHWC'))` by
+  im2col: x [B, H, W, C], kernel [kh, kw, C, O] -> [B, ceil(H/sy), ceil(W/sx), O]."""
+  b, h, w, _ = x.shape
+  kh, kw, _, o = kernel.shape
+  sy, sx = strides
+  (py, px) = _conv_same_padding(h, kh, sy), _conv_same_padding(w, kw, sx)
+  x = jnp.pad(x, ((0, 0), py, px, (0, 0)))
+  out_h, out_w = -(-h // sy), -(-w // sx)
+  taps = [x[:, ty:ty + (out_h - 1) * sy + 1:sy, tx:tx + (out_w - 1) * sx + 1:sx, :]
+          for ty in range(kh) for tx in range(kw)]  # each [B, out_h, out_w, C]
+  patches = jnp.stack(taps, 3)                       # [B, out_h, out_w, kh*kw, C]
+  return jnp.einsum("bhwtc,tco->bhwo", patches, kernel.reshape(kh * kw, -1, o))
+
+
+def _same_padding(kernel: int, stride: int) -> tuple[int, int]:
+  """lax.conv_transpose's 'SAME' padding of the dilated input (its `_conv_transpose_padding`)."""
+  pad_len = kernel + stride - 2
+  lo = kernel - 1 if stride > kernel - 1 else -(-pad_len // 2)
+  return lo, pad_len - lo
+
+
+def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, strides: Sequence[int]
+                          ) -> jax.Array:
+  """`lax.conv_transpose(x, kernel, strides, 'SAME', ('NHWC', 'HWIO', 'NHWC'))` by col2im.
+
+  x [B, H, W, C], kernel [kh, kw, C, O] -> [B, H*sy, W*sx, O]. The correlation over the
+  dilated input adds x[i] @ kernel[k] to output row i*s + lo - k; with the taps flipped,
+  tap t = kh-1-k lands at i*s + (lo - kh + 1) + t."""
+  b, h, w, _ = x.shape
+  kh, kw, _, o = kernel.shape
+  (sy, sx), out_h, out_w = strides, h * strides[0], w * strides[1]
+  cols = jnp.einsum("bhwc,yxco->bhwyxo", x, kernel[::-1, ::-1])  # [B, H, W, kh, kw, O]
+  off_y, off_x = _same_padding(kh, sy)[0] - kh + 1, _same_padding(kw, sx)[0] - kw + 1
+  zero = jnp.zeros((), cols.dtype)
+  out = jnp.zeros((b, out_h, out_w, o), cols.dtype)
+  for ty in range(kh):
+    for tx in range(kw):
+      lo_y, lo_x = off_y + ty, off_x + tx
+      hi_y, hi_x = out_h - lo_y - (h - 1) * sy - 1, out_w - lo_x - (w - 1) * sx - 1
+      out = out + lax.pad(cols[:, :, :, ty, tx, :], zero,
+                          ((0, 0, 0), (lo_y, hi_y, sy - 1), (lo_x, hi_x, sx - 1), (0, 0, 0)))
+  return out
+
+
+class Conv(nn.Module):
+  """`nn.Conv(features, kernel_size, strides, padding='SAME')` with a choice of
+  implementation (see the module docstring); same parameters and result."""
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if _use_matmul(self.impl):
+      y = conv_im2col(x, kernel, self.strides)
+    else:
+      y = lax.conv_general_dilated(x, kernel, self.strides, "SAME",
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
+
+
+class ConvTranspose(nn.Module):
+  """`nn.ConvTranspose(features, kernel_size, strides, padding='SAME')` with a choice of
+  implementation (see the module docstring); same parameters and result."""
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int]
+  impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if _use_matmul(self.impl):
+      y = conv_transpose_col2im(x, kernel, self.strides)
+    else:
+      y = lax.conv_transpose(x, kernel, self.strides, "SAME",
+                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
