@@ -1,0 +1,158 @@
+"""The resident-data PyTorch equivalents of DCGAN, the VAEs and PixelCNN
+(experiments/benchmarks/torch_models.py): same parameter counts as the genjax models, the
+baselines run on tiny data, a loss falls, and bench.py's per-model baseline choice."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch not installed: the PyTorch baselines are "
+                            "the optional `bench` extra (pip install 'genjax[bench]')")
+
+# pylint: disable=wrong-import-position
+from experiments.benchmarks import registry
+from experiments.benchmarks import torch_models as tm
+from experiments.configs import dcgan, mlp_gan, pixelcnn, vae_conv, vae_mlp
+from genjax import bench, models
+from genjax import config as config_lib
+from genjax.data import load
+from genjax.models.pixelcnn import get_pixelcnn
+from genjax.models.vae import get_vae
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {"dcgan": dcgan.get_config, "vae_mlp": vae_mlp.get_config,
+           "vae_conv": vae_conv.get_config, "pixelcnn": pixelcnn.get_config}
+
+
+@pytest.fixture(scope="module")
+def images():
+  return load("digits", "train").images[:8]  # uint8 [8, 28, 28, 1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+  before = torch.get_num_threads()
+  torch.set_num_threads(1)  # The machine is shared; tiny models gain nothing from more.
+  yield
+  torch.set_num_threads(before)
+
+
+def _flax_count(module, *args, **kwargs) -> int:
+  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
+
+
+def _torch_count(*modules) -> int:
+  return sum(p.numel() for m in modules for p in m.parameters())
+
+
+@pytest.mark.parametrize("arg", ["mnist", "mnist,smoke"])
+def test_dcgan_parameter_counts_equal_genjax(arg):
+  c = dcgan.get_config(arg)
+  g, d = models.get_gan(c)
+  G, D = tm.build_dcgan(c)
+  x = jnp.zeros((1, 28, 28, 1))
+  assert _torch_count(G) == _flax_count(g, jnp.zeros((1, c.latent_dim)))
+  assert _torch_count(D) == _flax_count(d, x, train=False)
+  if arg == "mnist":  # the full model, written down so a silent change in either shows
+    assert (_torch_count(G), _torch_count(D)) == (1_923_969, 138_561)
+  out = G(torch.zeros(2, c.latent_dim))
+  assert tuple(out.shape) == (2, 1, 28, 28) and tuple(D(out).shape) == (2,)
+
+
+@pytest.mark.parametrize("name", ["vae_mlp", "vae_conv", "pixelcnn"])
+@pytest.mark.parametrize("arg", ["", "smoke"])
+def test_likelihood_model_parameter_counts_equal_genjax(name, arg):
+  c = CONFIGS[name](arg)
+  x = jnp.zeros((1, 28, 28, 1))
+  u = torch.zeros(2, 1, 28, 28)
+  if name == "pixelcnn":
+    net = tm.build_pixelcnn(c)
+    assert _torch_count(net) == _flax_count(get_pixelcnn(c), x)
+    assert tuple(net(u).shape) == (2, 1, 28, 28)
+  else:
+    enc, dec = tm.build_vae(c)
+    assert _torch_count(enc, dec) == _flax_count(get_vae(c), x)
+    h = enc(u)
+    assert tuple(h.shape) == (2, 2 * c.latent_dim)
+    assert tuple(dec(h[:, :c.latent_dim]).shape) == (2, 1, 28, 28)
+
+
+def test_pixelcnn_is_causal():
+  """The logit of pixel i does not depend on pixels i, i+1, ... (type-A then type-B masks)."""
+  net = tm.build_pixelcnn(pixelcnn.get_config("smoke"))
+  x = torch.bernoulli(torch.full((1, 1, 28, 28), 0.5)).requires_grad_()
+  i = 14 * 28 + 14
+  net(x).flatten()[i].backward()
+  seen = x.grad.flatten().abs() > 0
+  assert not seen[i:].any() and seen[:i].any()
+
+
+@pytest.mark.parametrize("model", list(CONFIGS))
+def test_baselines_run_two_steps_on_tiny_images(model, images):
+  c = CONFIGS[model]("smoke" if model != "dcgan" else "mnist,smoke")
+  (name, fn), = tm.baselines_for(c).items()
+  assert name == f"torch_{model}"
+  out = fn(images, batch_size=4, max_steps=2, device="cpu")
+  assert out["steps"] == 2 and out["epoch_s"] > 0 and np.isfinite(out["final_loss"])
+  # max_steps is capped at one epoch of whole batches (8 // 4 = 2), as on the genjax side.
+  assert fn(images, batch_size=4, max_steps=50)["steps"] == 2
+
+
+def test_vae_loss_falls(images):
+  torch.manual_seed(0)
+  c = vae_mlp.get_config("smoke")
+  step = tm.make_step(c)
+  u = tm.resident_data(c, images)  # [8, 1, 28, 28] in [0, 1]
+  assert tuple(u.shape) == (8, 1, 28, 28) and 0.0 <= float(u.min()) <= float(u.max()) <= 1.0
+  losses = [float(step(u)) for _ in range(30)]
+  # From ~784 ln 2 = 543 nats (logits ~0) down: a wrong sign or a detached graph stays put.
+  assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+def test_registry_picks_the_model_baselines_and_refuses_others():
+  assert list(registry.select(mlp_gan.get_config("smoke"), None)) == [
+      "torch_tutorial", "torch_resident"]
+  for model, get_config in CONFIGS.items():
+    assert list(registry.select(get_config("smoke"), None)) == [f"torch_{model}"]
+  assert registry.select(dcgan.get_config("smoke"), []) == {}
+  assert registry.select(config_lib.override(dcgan.get_config("smoke"), {"model": "cgan"}),
+                         None) == {}
+  with pytest.raises(ValueError, match=r"\['torch_tutorial'\] time \['mlp_gan'\], not this "
+                     r"config's model 'dcgan'; its baselines: \['torch_dcgan'\]"):
+    registry.select(dcgan.get_config("smoke"), ["torch_tutorial"])
+  with pytest.raises(ValueError, match="torch_pixelcnn.*not this config's model 'mlp_gan'"):
+    registry.select(mlp_gan.get_config("smoke"), ["torch_pixelcnn"])
+  with pytest.raises(ValueError, match="Unknown baselines"):
+    registry.select(mlp_gan.get_config("smoke"), ["torch_nope"])
+  with pytest.raises(ValueError, match="plain non-saturating DCGAN only.*hinge"):
+    registry.select(dcgan.get_config("smoke,hinge"), None)
+  with pytest.raises(ValueError, match="Bernoulli decoder only"):
+    registry.select(vae_mlp.get_config("smoke,gaussian"), None)
+
+
+def test_suite_runs_genjax_beside_its_torch_equivalent(images):
+  c = vae_mlp.get_config("smoke")
+  labels = np.zeros(len(images), np.int32)
+  base = {n: (lambda fn: lambda x, **kw: fn(x, device="cpu", **kw))(fn)
+          for n, fn in registry.select(c, None).items()}
+  rows = bench.run_suite(c, images, labels, batch_sizes=(4,), baselines=base, steps=2,
+                         warmup=False)
+  rows = bench.add_ratios(rows, list(base))
+  assert [(r["impl"], r["model"], r["steps"]) for r in rows] == [
+      ("genjax", "vae_mlp", 2), ("torch_vae_mlp", "vae_mlp", 2)]
+  assert rows[0]["x_torch_vae_mlp"] > 0
+
+
+def test_bench_cli_refuses_a_baseline_of_another_model():
+  proc = subprocess.run(
+      [sys.executable, "experiments/bench.py", "--config=experiments/configs/dcgan.py:smoke",
+       "--baselines=torch_resident", "--steps=2"],
+      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+      timeout=120, check=False)
+  assert proc.returncode != 0
+  assert "['torch_resident'] time ['mlp_gan'], not this config's model 'dcgan'" in proc.stderr
