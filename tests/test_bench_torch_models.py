@@ -156,3 +156,83 @@ def test_bench_cli_refuses_a_baseline_of_another_model():
       timeout=120, check=False)
   assert proc.returncode != 0
   assert "['torch_resident'] time ['mlp_gan'], not this config's model 'dcgan'" in proc.stderr
+
+
+# Numerical equivalence where the two layouts map one to one: genjax's parameters copied
+# into the torch modules give the same outputs (masks, gating, split order, flatten order).
+
+
+def _conv(w):  # flax kernel [kh, kw, in, out] -> torch [out, in, kh, kw]
+  return torch.from_numpy(np.asarray(w)).permute(3, 2, 0, 1).contiguous()
+
+
+def _dense(w):  # flax kernel [in, out] -> torch weight [out, in]
+  return torch.from_numpy(np.asarray(w)).T.contiguous()
+
+
+def _vec(b):
+  return torch.from_numpy(np.asarray(b))
+
+
+def _load(module, tensors):
+  with torch.no_grad():
+    for p, t in zip(module.parameters(), tensors, strict=True):
+      assert p.shape == t.shape
+      p.copy_(t)
+
+
+def _nchw(x):
+  return torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)
+
+
+def test_pixelcnn_matches_genjax_with_the_same_weights():
+  c = config_lib.override(pixelcnn.get_config("smoke"), {"model_args.num_blocks": 2})
+  model = get_pixelcnn(c)
+  x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.4, (2, 28, 28, 1)).astype(jnp.float32)
+  p = model.init(jax.random.PRNGKey(0), x)["params"]
+  net = tm.build_pixelcnn(c)
+  tensors = [_conv(p["MaskedConv_0"]["Conv_0"]["kernel"]), _vec(p["MaskedConv_0"]["Conv_0"]["bias"])]
+  for i in range(2):
+    b = p[f"GatedResidualBlock_{i}"]
+    tensors += [_conv(b["MaskedConv_0"]["Conv_0"]["kernel"]),
+                _vec(b["MaskedConv_0"]["Conv_0"]["bias"]), _conv(b["Conv_0"]["kernel"]),
+                _vec(b["Conv_0"]["bias"])]
+  for name in ("Conv_0", "Conv_1"):
+    tensors += [_conv(p[name]["kernel"]), _vec(p[name]["bias"])]
+  _load(net, tensors)
+  want = np.asarray(model.apply({"params": p}, x)).transpose(0, 3, 1, 2)
+  np.testing.assert_allclose(net(_nchw(x)).detach().numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_mlp_vae_matches_genjax_with_the_same_weights():
+  c = vae_mlp.get_config("smoke")
+  vae = get_vae(c)
+  x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (2, 28, 28, 1)).astype(jnp.float32)
+  p = vae.init(jax.random.PRNGKey(0), x)["params"]
+  enc, dec = tm.build_vae(c)
+  for module, tree in ((enc, p["encoder"]), (dec, p["decoder"])):
+    _load(module, [t for i in range(len(tree)) for t in (
+        _dense(tree[f"Dense_{i}"]["kernel"]), _vec(tree[f"Dense_{i}"]["bias"]))])
+  mean, logvar = vae.apply({"params": p}, x, method=type(vae).encode)
+  h = enc(_nchw(x))
+  np.testing.assert_allclose(h.detach().numpy(), np.concatenate([mean, logvar], -1),
+                             atol=1e-4, rtol=1e-4)
+  want = np.asarray(vae.apply({"params": p}, mean, method=type(vae).decode))
+  got = dec(torch.from_numpy(np.asarray(mean))).detach().numpy()
+  np.testing.assert_allclose(got, want.transpose(0, 3, 1, 2), atol=1e-4, rtol=1e-4)
+
+
+def test_dcgan_discriminator_matches_genjax_with_the_same_weights():
+  c = dcgan.get_config("mnist,smoke")
+  _, d = models.get_gan(c)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 28, 28, 1), minval=-1.0, maxval=1.0)
+  p = d.init(jax.random.PRNGKey(0), x, train=False)["params"]
+  _, D = tm.build_dcgan(c)
+  w = c.model_args.width
+  # flax flattens [7, 7, 2w] (HWC), torch [2w, 7, 7] (CHW): reorder the Dense rows.
+  fc = np.asarray(p["Dense_0"]["kernel"]).reshape(7, 7, 2 * w, 1).transpose(3, 2, 0, 1)
+  _load(D, [_conv(p["Conv_0"]["kernel"]), _vec(p["Conv_0"]["bias"]),
+            _conv(p["Conv_1"]["kernel"]), _vec(p["Conv_1"]["bias"]),
+            torch.from_numpy(fc.reshape(1, -1).copy()), _vec(p["Dense_0"]["bias"])])
+  want = np.asarray(d.apply({"params": p}, x, train=False))
+  np.testing.assert_allclose(D(_nchw(x)).detach().numpy(), want, atol=1e-4, rtol=1e-4)
