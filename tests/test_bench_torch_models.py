@@ -109,7 +109,7 @@ def test_vae_loss_falls(images):
   step = tm.make_step(c)
   u = tm.resident_data(c, images)  # [8, 1, 28, 28] in [0, 1]
   assert tuple(u.shape) == (8, 1, 28, 28) and 0.0 <= float(u.min()) <= float(u.max()) <= 1.0
-  losses = [float(step(u)) for _ in range(30)]
+  losses = [step(u).item() for _ in range(30)]
   # From ~784 ln 2 = 543 nats (logits ~0) down: a wrong sign or a detached graph stays put.
   assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
@@ -163,15 +163,15 @@ def test_bench_cli_refuses_a_baseline_of_another_model():
 
 
 def _conv(w):  # flax kernel [kh, kw, in, out] -> torch [out, in, kh, kw]
-  return torch.from_numpy(np.asarray(w)).permute(3, 2, 0, 1).contiguous()
+  return torch.from_numpy(np.array(w)).permute(3, 2, 0, 1).contiguous()
 
 
 def _dense(w):  # flax kernel [in, out] -> torch weight [out, in]
-  return torch.from_numpy(np.asarray(w)).T.contiguous()
+  return torch.from_numpy(np.array(w)).T.contiguous()
 
 
 def _vec(b):
-  return torch.from_numpy(np.asarray(b))
+  return torch.from_numpy(np.array(b))
 
 
 def _load(module, tensors):
@@ -182,17 +182,17 @@ def _load(module, tensors):
 
 
 def _nchw(x):
-  return torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)
+  return torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
 
 
 def test_pixelcnn_matches_genjax_with_the_same_weights():
-  c = config_lib.override(pixelcnn.get_config("smoke"), {"model_args.num_blocks": 2})
+  c = pixelcnn.get_config("smoke")  # one gated block
   model = get_pixelcnn(c)
   x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.4, (2, 28, 28, 1)).astype(jnp.float32)
   p = model.init(jax.random.PRNGKey(0), x)["params"]
   net = tm.build_pixelcnn(c)
   tensors = [_conv(p["MaskedConv_0"]["Conv_0"]["kernel"]), _vec(p["MaskedConv_0"]["Conv_0"]["bias"])]
-  for i in range(2):
+  for i in range(c.model_args.num_blocks):
     b = p[f"GatedResidualBlock_{i}"]
     tensors += [_conv(b["MaskedConv_0"]["Conv_0"]["kernel"]),
                 _vec(b["MaskedConv_0"]["Conv_0"]["bias"]), _conv(b["Conv_0"]["kernel"]),
@@ -218,7 +218,7 @@ def test_mlp_vae_matches_genjax_with_the_same_weights():
   np.testing.assert_allclose(h.detach().numpy(), np.concatenate([mean, logvar], -1),
                              atol=1e-4, rtol=1e-4)
   want = np.asarray(vae.apply({"params": p}, mean, method=type(vae).decode))
-  got = dec(torch.from_numpy(np.asarray(mean))).detach().numpy()
+  got = dec(torch.from_numpy(np.array(mean))).detach().numpy()
   np.testing.assert_allclose(got, want.transpose(0, 3, 1, 2), atol=1e-4, rtol=1e-4)
 
 
