@@ -2,12 +2,18 @@
 
   GENJAX_DATA_DIR=... python experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
       --batch_sizes=64,1024 --out=runs/bench
-  # steps/s of any other config's step (no baselines), first 50 batches:
+  # steps/s of DCGAN / VAE / PixelCNN beside their resident-data PyTorch equivalent
+  # (the config's model picks its baselines), first 50 batches:
+  GENJAX_DATA_DIR=... python experiments/bench.py \
+      --config=experiments/configs/dcgan.py:mnist --steps=50
+  # any config's step without baselines:
   python experiments/bench.py --config=experiments/configs/<x>.py --steps=50 --baselines=
 
 Prints a markdown table; writes bench.md and bench.json (rows + device, versions, date, load)
 to --out. The PyTorch baselines need torch (the `bench` extra) and are skipped with a message
-when it is absent.
+when it is absent. Baselines per model (experiments/benchmarks/registry.py): mlp_gan ->
+torch_tutorial, torch_resident; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
+torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another model is refused.
 """
 import os
 
@@ -19,10 +25,12 @@ from genjax.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
-_BATCH = flags.DEFINE_list("batch_sizes", ["64"], "genjax batch sizes.")
+_BATCH = flags.DEFINE_list("batch_sizes", None, "genjax batch sizes (default: the "
+                           "config's batch_size).")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32"], "Compute dtypes: float32, bfloat16.")
-_BASELINES = flags.DEFINE_list("baselines", ["torch_tutorial", "torch_resident"],
-                               "PyTorch baselines (MLP GAN only); empty for none.")
+_BASELINES = flags.DEFINE_list("baselines", None,
+                               "PyTorch baselines (default: all of the config's model, see "
+                               "experiments/benchmarks/registry.py); empty for none.")
 _BASE_BATCH = flags.DEFINE_list("baseline_batch_sizes", None,
                                 "Baseline batch sizes (default: --batch_sizes).")
 _STEPS = flags.DEFINE_integer("steps", 0, "Time only the first N batches (0: whole epochs).")
@@ -39,18 +47,22 @@ _OUT = flags.DEFINE_string("out", "", "Folder for bench.md and bench.json.")
 flags.mark_flags_as_required(["config"])
 
 
-def _baselines(names, device, threads):
-  if not names:
+def _baselines(config, names, device, threads):
+  """{row name: fn(images, *, batch_size, max_steps)}; names None: the model's defaults."""
+  if names is not None and not names:  # --baselines= : none
     return {}
-  from experiments.benchmarks import torch_tutorial  # pylint: disable=import-outside-toplevel
+  from experiments.benchmarks import registry, torch_tutorial  # pylint: disable=import-outside-toplevel
+  try:
+    chosen = registry.select(config, names)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  if not chosen:
+    print(f"No PyTorch baseline for model {config.model!r}: genjax rows only.")
+    return {}
   if not torch_tutorial.available():
     print("torch is not installed: skipping the PyTorch baselines "
           "(pip install 'genjax[bench]').")
     return {}
-  unknown = set(names) - set(torch_tutorial.BASELINES)
-  if unknown:
-    raise app.UsageError(f"Unknown baselines {sorted(unknown)}; known: "
-                         f"{sorted(torch_tutorial.BASELINES)}.")
   if not device:
     import torch  # pylint: disable=import-outside-toplevel
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,8 +71,8 @@ def _baselines(names, device, threads):
     fn = torch_tutorial.with_threads(fn, t)
     return lambda images, **kw: fn(images, device=device, **kw)
 
-  return {n + (f"_{t}thr" if t else ""): bind(torch_tutorial.BASELINES[n], t)
-          for n in names for t in threads}
+  return {n + (f"_{t}thr" if t else ""): bind(fn, t)
+          for n, fn in chosen.items() for t in threads}
 
 
 def main(argv):
@@ -68,6 +80,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  if not _PROFILE.value:  # Refuse wrong baselines before loading any data.
+    names = None if _BASELINES.value is None else [b for b in _BASELINES.value if b]
+    baselines = _baselines(config, names, _TORCH_DEVICE.value,
+                           [int(t) for t in _THREADS.value])
   dataset = loop.load_train_split(config)
   if _PROFILE.value:
     from genjax.bench import profile  # pylint: disable=import-outside-toplevel
@@ -79,12 +95,11 @@ def main(argv):
     for name, us, share in out["ops"]:
       print(f"| {name} | {us / 1e6:.3f} | {share:.1%} |")
     return
-  baselines = _baselines([b for b in _BASELINES.value if b], _TORCH_DEVICE.value,
-                         [int(t) for t in _THREADS.value])
   env = bench.environment()
   print(f"{env['device']}, load average before: {env['load_average_1_5_15']}", flush=True)
   rows = bench.run_suite(
-      config, dataset.images, dataset.labels, batch_sizes=[int(b) for b in _BATCH.value],
+      config, dataset.images, dataset.labels,
+      batch_sizes=[int(b) for b in _BATCH.value or [config.batch_size]],
       dtypes=_DTYPES.value, baselines=baselines,
       baseline_batch_sizes=[int(b) for b in _BASE_BATCH.value] if _BASE_BATCH.value else None,
       steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
