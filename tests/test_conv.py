@@ -46,3 +46,12 @@ def test_unknown_impl_is_a_clear_error():
   x = jnp.zeros((1, 4, 4, 1))
   with pytest.raises(ValueError, match="impl='cudnn'; use one of"):
     Conv(2, (3, 3), impl="cudnn").init(jax.random.PRNGKey(0), x)
+
+
+def test_masked_conv_equals_flax_masked_conv():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 3))
+  mask = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (5, 5, 3, 4)), np.float32)
+  ref = nn.Conv(4, (5, 5), padding="SAME", mask=jnp.asarray(mask))
+  params = _perturbed(ref.init(jax.random.PRNGKey(1), x))
+  ours = Conv(4, (5, 5), mask=jnp.asarray(mask), impl="matmul")
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=2e-5, rtol=1e-5)

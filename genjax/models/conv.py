@@ -83,11 +83,13 @@ def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, strides: Sequence[int
 
 
 class Conv(nn.Module):
-  """`nn.Conv(features, kernel_size, strides, padding='SAME')` with a choice of
-  implementation (see the module docstring); same parameters and result."""
+  """`nn.Conv(features, kernel_size, strides, padding='SAME', mask=mask)` with a choice of
+  implementation (see the module docstring); same parameters and result. `mask`
+  [kh, kw, in, out] multiplies the kernel (PixelCNN's causal masks)."""
   features: int
   kernel_size: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
+  mask: Any = None
   impl: str = "auto"
   dtype: Any = jnp.float32
 
@@ -96,6 +98,8 @@ class Conv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    if self.mask is not None:
+      kernel = kernel * self.mask
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if _use_matmul(self.impl):
       y = conv_im2col(x, kernel, self.strides)

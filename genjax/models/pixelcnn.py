@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.models.conv import Conv
 from genjax.models.mlp_gan import check_input
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -52,8 +53,8 @@ class MaskedConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     mask = causal_mask(self.kernel_size, self.mask_type, x.shape[-1], self.features)
-    return nn.Conv(self.features, (self.kernel_size, self.kernel_size), padding="SAME",
-                   mask=jnp.asarray(mask), dtype=self.dtype)(x)
+    return Conv(self.features, (self.kernel_size, self.kernel_size), mask=jnp.asarray(mask),
+                dtype=self.dtype)(x)  # 'SAME', stride 1
 
 
 class GatedResidualBlock(nn.Module):
