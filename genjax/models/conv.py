@@ -82,6 +82,17 @@ def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   return out
 
 
+def _kernel_and_bias(module: nn.Module, x: jax.Array, mask=None):
+  """flax's Conv/ConvTranspose parameters (fp32 `kernel` [kh, kw, in, out], lecun-normal;
+  `bias` [out], zeros), the kernel masked, all cast to the module's compute dtype."""
+  kernel = module.param("kernel", nn.initializers.lecun_normal(),
+                        tuple(module.kernel_size) + (x.shape[-1], module.features), jnp.float32)
+  bias = module.param("bias", nn.initializers.zeros_init(), (module.features,), jnp.float32)
+  if mask is not None:
+    kernel = kernel * mask
+  return nn.dtypes.promote_dtype(x, kernel, bias, dtype=module.dtype)
+
+
 class Conv(nn.Module):
   """`nn.Conv(features, kernel_size, strides, padding='SAME', mask=mask)` with a choice of
   implementation (see the module docstring); same parameters and result. `mask`
@@ -95,12 +106,7 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    if self.mask is not None:
-      kernel = kernel * self.mask
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = _kernel_and_bias(self, x, self.mask)
     if _use_matmul(self.impl):
       y = conv_im2col(x, kernel, self.strides)
     else:
@@ -120,10 +126,7 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = _kernel_and_bias(self, x)
     if _use_matmul(self.impl):
       y = conv_transpose_col2im(x, kernel, self.strides)
     else:
