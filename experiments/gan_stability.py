@@ -28,6 +28,7 @@ from genjax import data as data_lib
 from genjax.bench import environment
 from genjax.eval import classifier as classifier_lib
 from genjax.eval import coverage, metrics
+from genjax.eval.stability import d_wins, summary, to_markdown
 from genjax.eval.pictures import to_uint8
 from genjax.train import loop, parallel
 from experiments.configs import mlp_gan
@@ -44,15 +45,6 @@ _FID_SAMPLES = flags.DEFINE_integer("fid_samples", 5000, "Samples per FID (0: no
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 1, "torch_tutorial's intra-op threads "
                                       "(0: torch's default; 1 holds up best on a shared CPU).")
 _OUT = flags.DEFINE_string("out", "", "JSON output path.")
-
-
-def d_wins(d_loss: np.ndarray, threshold: float, tail_frac: float) -> tuple[bool, float, float]:
-  """(won, tail mean, min 50-step running mean) of one epoch's per-step D losses."""
-  d_loss = np.asarray(d_loss, np.float64)
-  tail = float(np.mean(d_loss[-max(1, int(len(d_loss) * tail_frac)):]))
-  window = min(50, len(d_loss))
-  running = np.convolve(d_loss, np.ones(window) / window, mode="valid")
-  return tail < threshold, tail, float(running.min())
 
 
 def variant_config(variant: str, dataset: str):
@@ -105,32 +97,6 @@ def run_torch(train) -> list[dict]:
     print(json.dumps(row), flush=True)
     runs.append(row)
   return runs
-
-
-def summary(runs: list[dict]) -> list[dict]:
-  out = []
-  for variant in dict.fromkeys(r["variant"] for r in runs):
-    rs = [r for r in runs if r["variant"] == variant]
-    row = {"variant": variant, "seeds": len(rs), "d_wins": sum(r["d_wins"] for r in rs),
-           "median_tail_d_loss": float(np.median([r["tail_d_loss"] for r in rs]))}
-    if "fid" in rs[0]:
-      fids = np.array([r["fid"] for r in rs])
-      row.update(fid_mean=float(fids.mean()), fid_std=float(fids.std()),
-                 fid_median=float(np.median(fids)),
-                 class_coverage_mean=float(np.mean([r["class_coverage"] for r in rs])))
-    out.append(row)
-  return out
-
-
-def to_markdown(rows: list[dict]) -> str:
-  lines = ["| variant | seeds | D wins epoch 1 | median tail D loss | FID mean (std) | "
-           "FID median | class coverage |", "|---|---:|---:|---:|---:|---:|---:|"]
-  for r in rows:
-    fid = (f"{r['fid_mean']:.1f} ({r['fid_std']:.1f}) | {r['fid_median']:.1f} | "
-           f"{r['class_coverage_mean']:.2f}" if "fid_mean" in r else "- | - | -")
-    lines.append(f"| {r['variant']} | {r['seeds']} | {r['d_wins']}/{r['seeds']} | "
-                 f"{r['median_tail_d_loss']:.4f} | {fid} |")
-  return "\n".join(lines)
 
 
 def main(argv):

@@ -8,9 +8,9 @@ import pytest
 
 from genjax.models.conv import Conv, ConvTranspose
 
-# (kernel, stride, in, out, size): the DCGAN and conv-VAE layers, plus odd cases.
-CASES = [(4, 2, 1, 8, 28), (4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7),
-         (5, 1, 3, 2, 9)]
+# (kernel, stride, in, out, size): DCGAN's strided 4x4, the 3x3 output conv, the conv VAE's
+# 3x3 stride 2 on an odd size (masks and 5x5 kernels: the masked-conv test below).
+CASES = [(4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7)]
 
 
 def _perturbed(params):  # non-zero biases too

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from experiments.configs.mlp_gan import get_config
-from experiments.gan_stability import d_wins, summary
+from genjax.eval.stability import d_wins, summary
 
 
 def test_mlp_gan_options_set_loss_and_stabilisers():
