@@ -1,8 +1,8 @@
 """Convolutions that are fast on XLA:CPU: drop-ins for `nn.Conv` and `nn.ConvTranspose`.
 
-XLA:CPU runs the gradients of `lax.conv_transpose` (a convolution over a zero-dilated input)
-through a slow generic convolution: for DCGAN's generator they were >95 % of a training step
-(genjax.bench profile, experiments/RESULTS.md). `ConvTranspose` here computes the same
+XLA:CPU runs convolution gradients (of strided and of transposed convolutions) through a
+slow generic path: in DCGAN's training step they took 98 % of the time (genjax.bench
+profile, experiments/RESULTS.md). `ConvTranspose` here computes the same
 function as col2im -- one matmul of every input pixel with the whole kernel, then each of
 the kh*kw kernel taps placed at its strided output offset by `lax.pad` and summed -- so the
 forward and both gradients are matmuls, pads and strided slices, with none of the dilated
@@ -10,7 +10,7 @@ input's zeros multiplied. Parameters (`kernel` [kh, kw, in, out], `bias` [out]),
 initialisation and the result equal `flax.linen.ConvTranspose` with `transpose_kernel=False`
 (tested to float rounding), so checkpoints do not depend on the implementation.
 `Conv` likewise computes a 'SAME' convolution as im2col (kh*kw strided slices, one matmul).
-`impl='auto'` uses col2im / im2col on CPU and XLA's own transposed convolution elsewhere (cuDNN and
+`impl='auto'` uses col2im / im2col on CPU and XLA's own convolutions elsewhere (cuDNN and
 TPU convolutions are fast).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _conv_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, strides, 'SAME', ('NHWC', 'HWIO', 'NHWC'))` by
   im2col: x [B, H, W, C], kernel [kh, kw, C, O] -> [B, ceil(H/sy), ceil(W/sx), O]."""
-  b, h, w, _ = x.shape
+  _, h, w, _ = x.shape
   kh, kw, _, o = kernel.shape
   sy, sx = strides
   (py, px) = _conv_same_padding(h, kh, sy), _conv_same_padding(w, kw, sx)
@@ -52,7 +52,7 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.
   return jnp.einsum("bhwtc,tco->bhwo", patches, kernel.reshape(kh * kw, -1, o))
 
 
-def _same_padding(kernel: int, stride: int) -> tuple[int, int]:
+def _transpose_same_padding(kernel: int, stride: int) -> tuple[int, int]:
   """lax.conv_transpose's 'SAME' padding of the dilated input (its `_conv_transpose_padding`)."""
   pad_len = kernel + stride - 2
   lo = kernel - 1 if stride > kernel - 1 else -(-pad_len // 2)
@@ -70,7 +70,8 @@ def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   kh, kw, _, o = kernel.shape
   (sy, sx), out_h, out_w = strides, h * strides[0], w * strides[1]
   cols = jnp.einsum("bhwc,yxco->bhwyxo", x, kernel[::-1, ::-1])  # [B, H, W, kh, kw, O]
-  off_y, off_x = _same_padding(kh, sy)[0] - kh + 1, _same_padding(kw, sx)[0] - kw + 1
+  off_y = _transpose_same_padding(kh, sy)[0] - kh + 1
+  off_x = _transpose_same_padding(kw, sx)[0] - kw + 1
   zero = jnp.zeros((), cols.dtype)
   out = jnp.zeros((b, out_h, out_w, o), cols.dtype)
   for ty in range(kh):
