@@ -21,14 +21,13 @@ import json
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from genjax import data as data_lib
 from genjax.bench import environment
 from genjax.eval import classifier as classifier_lib
 from genjax.eval import coverage, metrics
-from genjax.eval.stability import d_wins, summary, to_markdown
+from genjax.eval.stability import run_record, summary, to_markdown
 from genjax.eval.pictures import to_uint8
 from genjax.train import loop, parallel
 from experiments.configs import mlp_gan
@@ -69,12 +68,10 @@ def run_variant(variant: str, train, clf_params, real_features) -> list[dict]:
     t = time.time()
     state = parallel.put_replicated(setup.init(jax.random.PRNGKey(seed)), setup.mesh)
     state, m = epoch(state, images, labels)
-    d_loss = np.asarray(jax.device_get(m["d_loss"]))
-    won, tail, low = d_wins(d_loss, _THRESHOLD.value, _TAIL.value)
+    row = run_record(variant, seed, jax.device_get(m["d_loss"]), _THRESHOLD.value,
+                     _TAIL.value)
     for _ in range(_EPOCHS.value - 1):
       state, _ = epoch(state, images, labels)
-    row = {"variant": variant, "seed": seed, "d_wins": won, "tail_d_loss": tail,
-           "min_running_d_loss": low, "final_d_loss": float(d_loss[-1])}
     if _FID_SAMPLES.value:
       row.update(quality(setup.task, state, clf_params, real_features, _FID_SAMPLES.value,
                          seed))
@@ -89,11 +86,9 @@ def run_torch(train) -> list[dict]:
   epoch = torch_tutorial.with_threads(torch_tutorial.time_resident_epoch, _TORCH_THREADS.value)
   runs = []
   for seed in range(_SEEDS.value):
-    d_loss = epoch(train.images, seed=seed)["d_loss"]
     # BCELoss sums the real and fake terms, as genjax's d_loss does.
-    won, tail, low = d_wins(d_loss, _THRESHOLD.value, _TAIL.value)
-    row = {"variant": "torch_tutorial", "seed": seed, "d_wins": won, "tail_d_loss": tail,
-           "min_running_d_loss": low, "final_d_loss": float(d_loss[-1])}
+    row = run_record("torch_tutorial", seed, epoch(train.images, seed=seed)["d_loss"],
+                     _THRESHOLD.value, _TAIL.value)
     print(json.dumps(row), flush=True)
     runs.append(row)
   return runs

@@ -39,3 +39,15 @@ def test_summary_counts_wins_per_variant():
   (row,) = summary(runs)
   assert (row["seeds"], row["d_wins"], row["fid_median"]) == (3, 2, 50.0)
   assert row["fid_mean"] == pytest.approx(50.0)
+
+
+def test_run_record_is_what_summary_counts():
+  from genjax.eval.stability import run_record  # pylint: disable=import-outside-toplevel
+  losses = np.concatenate([np.full(90, 1.0), np.full(10, 0.004)])
+  record = run_record("plain", 3, losses, threshold=0.01, tail_frac=0.1)
+  assert record == {"variant": "plain", "seed": 3, "d_wins": True,
+                    "tail_d_loss": pytest.approx(0.004), "min_running_d_loss": pytest.approx(
+                        np.convolve(losses, np.ones(50) / 50, "valid").min()),
+                    "final_d_loss": pytest.approx(0.004)}
+  (row,) = summary([record])
+  assert (row["seeds"], row["d_wins"]) == (1, 1)

@@ -1,6 +1,7 @@
 """Did the discriminator win? The first-epoch stability count of issue 5 (Must show 4b).
 
-`d_wins` judges one epoch's per-step D losses; `summary` counts wins and FID per variant over
+`d_wins` judges one epoch's per-step D losses, `run_record` keeps one seed's verdict;
+`summary` counts wins and FID per variant over
 seeds; `to_markdown` prints that table. Used by experiments/gan_stability.py.
 """
 from __future__ import annotations
@@ -16,6 +17,13 @@ def d_wins(d_loss, threshold: float, tail_frac: float) -> tuple[bool, float, flo
   window = min(50, len(d_loss))
   running = np.convolve(d_loss, np.ones(window) / window, mode="valid")
   return tail < threshold, tail, float(running.min())
+
+
+def run_record(variant: str, seed: int, d_loss, threshold: float, tail_frac: float) -> dict:
+  """The per-seed record `summary` counts, from one epoch's per-step D losses."""
+  won, tail, low = d_wins(d_loss, threshold, tail_frac)
+  return {"variant": variant, "seed": seed, "d_wins": won, "tail_d_loss": tail,
+          "min_running_d_loss": low, "final_d_loss": float(np.asarray(d_loss)[-1])}
 
 
 def summary(runs: list[dict]) -> list[dict]:
