@@ -22,6 +22,7 @@ from genjax import config as config_lib
 from genjax.data import load
 from genjax.models.pixelcnn import get_pixelcnn
 from genjax.models.vae import get_vae
+from tests import torch_weights as tw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {"dcgan": dcgan.get_config, "vae_mlp": vae_mlp.get_config,
@@ -162,25 +163,6 @@ def test_bench_cli_refuses_a_baseline_of_another_model():
 # into the torch modules give the same outputs (masks, gating, split order, flatten order).
 
 
-def _conv(w):  # flax kernel [kh, kw, in, out] -> torch [out, in, kh, kw]
-  return torch.from_numpy(np.array(w)).permute(3, 2, 0, 1).contiguous()
-
-
-def _dense(w):  # flax kernel [in, out] -> torch weight [out, in]
-  return torch.from_numpy(np.array(w)).T.contiguous()
-
-
-def _vec(b):
-  return torch.from_numpy(np.array(b))
-
-
-def _load(module, tensors):
-  with torch.no_grad():
-    for p, t in zip(module.parameters(), tensors, strict=True):
-      assert p.shape == t.shape
-      p.copy_(t)
-
-
 def _nchw(x):
   return torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
 
@@ -191,15 +173,16 @@ def test_pixelcnn_matches_genjax_with_the_same_weights():
   x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.4, (2, 28, 28, 1)).astype(jnp.float32)
   p = model.init(jax.random.PRNGKey(0), x)["params"]
   net = tm.build_pixelcnn(c)
-  tensors = [_conv(p["MaskedConv_0"]["Conv_0"]["kernel"]), _vec(p["MaskedConv_0"]["Conv_0"]["bias"])]
+  first = p["MaskedConv_0"]["Conv_0"]
+  tensors = [tw.conv(first["kernel"]), tw.vec(first["bias"])]
   for i in range(c.model_args.num_blocks):
     b = p[f"GatedResidualBlock_{i}"]
-    tensors += [_conv(b["MaskedConv_0"]["Conv_0"]["kernel"]),
-                _vec(b["MaskedConv_0"]["Conv_0"]["bias"]), _conv(b["Conv_0"]["kernel"]),
-                _vec(b["Conv_0"]["bias"])]
+    tensors += [tw.conv(b["MaskedConv_0"]["Conv_0"]["kernel"]),
+                tw.vec(b["MaskedConv_0"]["Conv_0"]["bias"]), tw.conv(b["Conv_0"]["kernel"]),
+                tw.vec(b["Conv_0"]["bias"])]
   for name in ("Conv_0", "Conv_1"):
-    tensors += [_conv(p[name]["kernel"]), _vec(p[name]["bias"])]
-  _load(net, tensors)
+    tensors += [tw.conv(p[name]["kernel"]), tw.vec(p[name]["bias"])]
+  tw.load(net, tensors)
   want = np.asarray(model.apply({"params": p}, x)).transpose(0, 3, 1, 2)
   np.testing.assert_allclose(net(_nchw(x)).detach().numpy(), want, atol=1e-4, rtol=1e-4)
 
@@ -211,8 +194,7 @@ def test_mlp_vae_matches_genjax_with_the_same_weights():
   p = vae.init(jax.random.PRNGKey(0), x)["params"]
   enc, dec = tm.build_vae(c)
   for module, tree in ((enc, p["encoder"]), (dec, p["decoder"])):
-    _load(module, [t for i in range(len(tree)) for t in (
-        _dense(tree[f"Dense_{i}"]["kernel"]), _vec(tree[f"Dense_{i}"]["bias"]))])
+    tw.load(module, tw.dense_stack(tree, len(tree)))
   mean, logvar = vae.apply({"params": p}, x, method=type(vae).encode)
   h = enc(_nchw(x))
   np.testing.assert_allclose(h.detach().numpy(), np.concatenate([mean, logvar], -1),
@@ -231,8 +213,8 @@ def test_dcgan_discriminator_matches_genjax_with_the_same_weights():
   w = c.model_args.width
   # flax flattens [7, 7, 2w] (HWC), torch [2w, 7, 7] (CHW): reorder the Dense rows.
   fc = np.asarray(p["Dense_0"]["kernel"]).reshape(7, 7, 2 * w, 1).transpose(3, 2, 0, 1)
-  _load(D, [_conv(p["Conv_0"]["kernel"]), _vec(p["Conv_0"]["bias"]),
-            _conv(p["Conv_1"]["kernel"]), _vec(p["Conv_1"]["bias"]),
-            torch.from_numpy(fc.reshape(1, -1).copy()), _vec(p["Dense_0"]["bias"])])
+  tw.load(D, [tw.conv(p["Conv_0"]["kernel"]), tw.vec(p["Conv_0"]["bias"]),
+            tw.conv(p["Conv_1"]["kernel"]), tw.vec(p["Conv_1"]["bias"]),
+            torch.from_numpy(fc.reshape(1, -1).copy()), tw.vec(p["Dense_0"]["bias"])])
   want = np.asarray(d.apply({"params": p}, x, train=False))
   np.testing.assert_allclose(D(_nchw(x)).detach().numpy(), want, atol=1e-4, rtol=1e-4)

@@ -18,14 +18,7 @@ from experiments.configs.mlp_gan import get_config  # pylint: disable=wrong-impo
 from genjax import config as config_lib  # pylint: disable=wrong-import-position
 from genjax import data as data_lib  # pylint: disable=wrong-import-position
 from genjax.train.task import get_task  # pylint: disable=wrong-import-position
-
-
-def _copy_into(module, params):
-  """genjax Dense_i {kernel [in, out], bias} -> torch fc{i+1} {weight [out, in], bias}."""
-  for i in range(4):
-    layer, fc = params["params"][f"Dense_{i}"], getattr(module, f"fc{i + 1}")
-    fc.weight.data = torch.tensor(np.asarray(layer["kernel"]).T.copy())
-    fc.bias.data = torch.tensor(np.asarray(layer["bias"]).copy())
+from tests import torch_weights as tw  # pylint: disable=wrong-import-position
 
 
 def _max_diff(module, params):
@@ -45,8 +38,8 @@ def test_one_step_matches_the_pytorch_tutorial(monkeypatch):
 
   G, D, _, _, criterion = torch_tutorial.build("cpu")
   D.eval()  # no dropout
-  _copy_into(G, state.g_params)
-  _copy_into(D, state.d_params)
+  tw.load(G, tw.dense_stack(state.g_params["params"], 4))
+  tw.load(D, tw.dense_stack(state.d_params["params"], 4))
   g_opt = torch.optim.Adam(G.parameters(), lr=2e-4)
   d_opt = torch.optim.Adam(D.parameters(), lr=2e-4)
   monkeypatch.setattr(torch, "randn", lambda *a, **k: noise.pop(0))
