@@ -21,6 +21,13 @@ IMAGE_SHAPE = (28, 28, 1)
 LIKELIHOODS = {"bernoulli": 1, "gaussian": 2}  # name -> decoder channels per pixel.
 
 
+def _gaussian_head(h: jax.Array, latent_dim: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """The encoders' last Dense: features [B, F] -> (mean, logvar) [B, latent_dim] each, fp32."""
+  out = nn.Dense(2 * latent_dim, dtype=dtype)(h).astype(jnp.float32)
+  mean, logvar = jnp.split(out, 2, axis=-1)
+  return mean, logvar
+
+
 class MLPEncoder(nn.Module):
   """images [B,28,28,1] -> (mean, logvar) [B, latent_dim] each."""
   latent_dim: int
@@ -33,9 +40,7 @@ class MLPEncoder(nn.Module):
     h = x.reshape((x.shape[0], -1))  # [B, 784]
     for width in self.hidden:
       h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
-    out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
-    mean, logvar = jnp.split(out, 2, axis=-1)
-    return mean, logvar
+    return _gaussian_head(h, self.latent_dim, self.dtype)
 
 
 class MLPDecoder(nn.Module):
@@ -70,9 +75,7 @@ class ConvEncoder(nn.Module):
       h = nn.relu(Conv(ch, (3, 3), (2, 2), dtype=self.dtype)(h))  # 'SAME'
     h = h.reshape((h.shape[0], -1))  # [B, 7*7*C]
     h = nn.relu(nn.Dense(512, dtype=self.dtype)(h))
-    out = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)
-    mean, logvar = jnp.split(out, 2, axis=-1)
-    return mean, logvar
+    return _gaussian_head(h, self.latent_dim, self.dtype)
 
 
 class ConvDecoder(nn.Module):
