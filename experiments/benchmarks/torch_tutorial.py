@@ -173,6 +173,43 @@ def time_resident_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_step
           "d_loss": list(d_loss), "g_loss": list(g_loss)}
 
 
+def train_tutorial(images_u8: np.ndarray, *, epochs: int, batch_size: int = 64, seed: int = 0,
+                   device: str = "cpu", on_epoch=None):
+  """The tutorial trained as its users run it (per-item transforms, shuffled DataLoader) for
+  `epochs` epochs. Returns (G, per-epoch mean D and G losses); `on_epoch(epoch, d, g, s)`
+  is called after each epoch (for progress lines)."""
+  torch = _require_torch()
+  torch.manual_seed(seed)
+  G, D, G_opt, D_opt, criterion = build(device)
+  loader = make_tutorial_loader(images_u8, batch_size)
+  history = []
+  for epoch in range(1, epochs + 1):
+    t = time.perf_counter()
+    losses = [_train_step(torch, x.to(device), G, D, G_opt, D_opt, criterion, 100, device)
+              for x, _ in loader]
+    d_loss, g_loss = np.mean(losses, axis=0)
+    history.append({"epoch": epoch, "d_loss": float(d_loss), "g_loss": float(g_loss),
+                    "seconds": time.perf_counter() - t})
+    if on_epoch:
+      on_epoch(**history[-1])
+  return G, history
+
+
+def sample_uint8(G, num: int, *, seed: int = 0, batch_size: int = 1000,
+                 device: str = "cpu") -> np.ndarray:
+  """`num` samples of the tutorial's generator as uint8 [num, 28, 28, 1], mapped from [-1, 1]
+  as genjax's `to_uint8` does (the tutorial's own `save_image` shows the same [-1, 1] range)."""
+  torch = _require_torch()
+  gen = torch.Generator(device=device).manual_seed(seed)
+  out = []
+  with torch.no_grad():
+    for start in range(0, num, batch_size):
+      z = torch.randn(min(batch_size, num - start), 100, generator=gen, device=device)
+      out.append(G(z).cpu().numpy())
+  images = np.concatenate(out).reshape(num, 28, 28, 1)
+  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def with_threads(fn, threads: int):
   """`fn` run with `torch.set_num_threads(threads)` (0: torch's default, one per core).
   On a shared CPU, eager PyTorch's per-op thread barriers suffer badly from other
