@@ -63,6 +63,28 @@ def test_gaussian_vae_trains():
   assert losses[-1] < losses[0]
 
 
+def test_lr_halflife_halves_the_adam_rate():
+  from genjax.train.task import likelihood_optimizer  # pylint: disable=import-outside-toplevel
+
+  params = {"w": jnp.ones(3)}
+  grads = {"w": jnp.array([1.0, -2.0, 0.5])}
+
+  def update_at(config, step):  # Adam's first update is lr * sign(g); later steps likewise
+    tx = likelihood_optimizer(config)  # for a constant gradient, so only the rate differs.
+    state = tx.init(params)
+    for _ in range(step + 1):
+      updates, state = tx.update(grads, state, params)
+    return np.asarray(updates["w"])
+
+  constant = _config("vae_mlp", lr=1e-2)
+  decayed = _config("vae_mlp", lr=1e-2, lr_halflife_steps=10)
+  np.testing.assert_allclose(update_at(decayed, 0), update_at(constant, 0), rtol=1e-5)
+  np.testing.assert_allclose(update_at(decayed, 10), 0.5 * update_at(constant, 10), rtol=1e-4)
+  np.testing.assert_allclose(update_at(decayed, 20), 0.25 * update_at(constant, 20), rtol=1e-4)
+  with pytest.raises(ValueError, match="lr_halflife_steps"):
+    config_lib.validate(_config("vae_mlp", lr_halflife_steps=-1))
+
+
 def test_bad_likelihood_config_raises():
   c = _config("vae_mlp", likelihood="poisson")
   with pytest.raises(ValueError, match="likelihood"):

@@ -8,7 +8,7 @@ import optax
 
 from genjax.eval import likelihood as lik
 from genjax.models.pixelcnn import PixelCNN, get_pixelcnn
-from genjax.train.task import ModelState, Task, average_over, per_device
+from genjax.train.task import ModelState, Task, average_over, likelihood_optimizer, per_device
 from genjax.train.vae import step_key
 
 
@@ -35,7 +35,7 @@ def sample_pixels(model: PixelCNN, params, key: jax.Array, num: int) -> jax.Arra
 
 def make_pixelcnn_task(config) -> Task:
   model = get_pixelcnn(config)
-  tx = optax.adam(config.lr, b1=config.adam_b1, b2=config.adam_b2)
+  tx = likelihood_optimizer(config)
   num_dims = model.image_shape[0] * model.image_shape[1] * model.image_shape[2]
 
   def init(key: jax.Array, batch: dict) -> ModelState:

@@ -58,6 +58,15 @@ def average_over(tree, axis_name: str | None):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+def likelihood_optimizer(config) -> optax.GradientTransformation:
+  """Adam(config.lr) of the single-network tasks (VAE, PixelCNN); with
+  config.lr_halflife_steps > 0 the rate halves smoothly every that many steps."""
+  lr = config.lr
+  if config.lr_halflife_steps:
+    lr = optax.exponential_decay(config.lr, config.lr_halflife_steps, decay_rate=0.5)
+  return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
+
+
 @flax.struct.dataclass
 class ModelState:
   """The state of a single-network task trained by one optimizer (VAE, PixelCNN)."""

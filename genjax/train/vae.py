@@ -13,7 +13,7 @@ import optax
 
 from genjax.eval import likelihood as lik
 from genjax.models.vae import VAE, get_vae
-from genjax.train.task import ModelState, Task, average_over, per_device
+from genjax.train.task import ModelState, Task, average_over, likelihood_optimizer, per_device
 
 LOG_SCALE_MIN = -5.0  # Keeps the Gaussian decoder from collapsing its scale onto a pixel.
 
@@ -74,7 +74,7 @@ def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, 
 
 def make_vae_task(config) -> Task:
   vae = get_vae(config)
-  tx = optax.adam(config.lr, b1=config.adam_b1, b2=config.adam_b2)
+  tx = likelihood_optimizer(config)
   data_fn = make_data_fn(config.likelihood)
   log_px_given_z = make_log_px_given_z(config.likelihood)
   latent_dim = config.latent_dim
