@@ -10,7 +10,7 @@ from genjax.models.conv import Conv, ConvTranspose
 
 # (kernel, stride, in, out, size): DCGAN's strided 4x4, the 3x3 output conv, the conv VAE's
 # 3x3 stride 2 on an odd size (masks and 5x5 kernels: the masked-conv test below).
-CASES = [(4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7)]
+CASES = [(4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7), (1, 1, 8, 4, 7)]  # 1x1: PixelCNN
 
 
 def _perturbed(params):  # non-zero biases too

@@ -67,7 +67,7 @@ class GatedResidualBlock(nn.Module):
     h = MaskedConv(2 * self.features, 3, "B", self.dtype)(x)
     a, b = jnp.split(h, 2, axis=-1)
     gated = jnp.tanh(a) * jax.nn.sigmoid(b)
-    return x + nn.Conv(self.features, (1, 1), dtype=self.dtype)(gated)
+    return x + Conv(self.features, (1, 1), dtype=self.dtype)(gated)
 
 
 class PixelCNN(nn.Module):
@@ -84,8 +84,8 @@ class PixelCNN(nn.Module):
     h = MaskedConv(self.features, 7, "A", self.dtype)(2.0 * x - 1.0)  # centre {0,1} at 0
     for _ in range(self.num_blocks):
       h = GatedResidualBlock(self.features, self.dtype)(h)
-    h = nn.relu(nn.Conv(self.head_features, (1, 1), dtype=self.dtype)(nn.relu(h)))
-    return nn.Conv(1, (1, 1), dtype=self.dtype)(h).astype(jnp.float32)
+    h = nn.relu(Conv(self.head_features, (1, 1), dtype=self.dtype)(nn.relu(h)))
+    return Conv(1, (1, 1), dtype=self.dtype)(h).astype(jnp.float32)
 
 
 def get_pixelcnn(config) -> PixelCNN:
