@@ -1,5 +1,6 @@
 """VAE and PixelCNN tasks: a few steps on tiny data lower the loss; samples have the image
 shape and range; the loop, config and nll script serve both families."""
+import json
 import os
 
 import jax
@@ -10,6 +11,7 @@ import pytest
 from genjax import config as config_lib
 from genjax import data
 from genjax.train.task import get_task
+from tests.conftest import run_python
 
 TINY = {
     "vae_mlp": ("vae", {"hidden": (64,)}, "loss"),
@@ -102,13 +104,17 @@ def test_exclude_label_drops_the_class():
 
 def test_smoke_config_trains_through_the_loop_and_nll_script(tmp_path):
   from experiments.configs import vae_mlp  # pylint: disable=import-outside-toplevel
-  from experiments.nll import test_nll as nll  # pylint: disable=import-outside-toplevel
   from genjax.train.loop import train  # pylint: disable=import-outside-toplevel
 
   workdir = str(tmp_path / "vae")
   train(vae_mlp.get_config("smoke"), workdir, quiet=True)
   assert os.path.exists(os.path.join(workdir, "loss_curve.png"))
-  result = nll(workdir, iw_samples=10, num_test=50, batch_size=25)
+  # Scripts with absl flags run as scripts: importing two of them in one process would define
+  # their shared flag names (--seed, --out, ...) twice.
+  out = tmp_path / "nll.json"
+  run_python(["experiments/nll.py", f"--workdir={workdir}", "--iw_samples=10", "--num_test=50",
+              "--batch_size=25", f"--out={out}"])
+  result = json.loads(out.read_text())
   assert result["num_test"] == 50 and result["iw_samples"] == 10
   assert 0 < result["nll_nats"] < 784 * np.log(2)  # better than a coin per pixel
   assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / 784 / np.log(2))
