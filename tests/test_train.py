@@ -28,6 +28,17 @@ def _sample_distances(setup, state, train_flat, test_flat):
   return mean_gap, nearest
 
 
+def assert_same_trajectory(a, b):
+  """Two train states reached by the same steps, up to float rounding. Not bitwise: XLA fuses
+  a scan body differently from a lone jitted step (or an unrolled one), and Adam's
+  normalisation magnifies that rounding where a gradient is near zero (seen: up to 8.9e-5,
+  depending on CPU load, on 0.0075 % of a 4-step GAN state's 8.8M numbers). Against one
+  step fewer, 44 % of them differ by more than 1e-5."""
+  diff = np.concatenate([np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).ravel()
+                         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+  assert (diff > 1e-5).mean() < 1e-3 and diff.max() < 2e-3, ((diff > 1e-5).mean(), diff.max())
+
+
 def test_gan_learns_digits():
   """After 15 epochs (330 steps) on digits, G's samples move towards the data: the RMS gap
   between the sample and test mean images, and the mean distance from a sample to its nearest
@@ -61,8 +72,7 @@ def test_scanned_epoch_equals_a_loop_of_steps():
     looped, m = step(looped, {"image": data.to_float(images[idx]), "label": labels[idx]})
     losses.append(float(m["d_loss"]))
   np.testing.assert_allclose(np.asarray(metrics["d_loss"]), losses, rtol=1e-5, atol=1e-6)
-  for a, b in zip(jax.tree.leaves(scanned), jax.tree.leaves(looped)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  assert_same_trajectory(scanned, looped)
 
 
 def test_unrolled_epoch_equals_the_plain_scan():
@@ -75,8 +85,7 @@ def test_unrolled_epoch_equals_the_plain_scan():
       state_copy, images, labels)
   np.testing.assert_allclose(np.asarray(m1["d_loss"]), np.asarray(m2["d_loss"]), rtol=1e-5)
   assert int(m2["guard/bad_step"]) == -1
-  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(fused)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  assert_same_trajectory(plain, fused)
 
 
 def test_epoch_compiles_once_and_donates_state():
