@@ -80,7 +80,8 @@ def to_markdown(rows: list[dict]) -> str:
   fmt = {"fid": "{:.1f}", "kid": "{:.4f}", "coverage": "{:.3f}", "class_coverage": "{:.1f}",
          "d_loss": "{:.3f}", "r_train": "{:.3f}", "r_test": "{:.3f}", "gap": "{:.3f}",
          "ada_p": "{:.3f}", "ada_r_t": "{:.3f}", "entropy": "{:.3f}"}
-  cell = lambda k, v: ("yes" if v else "no") if isinstance(v, bool) else fmt.get(k, "{}").format(v)
+  cell = lambda k, v: ("-" if v is None else ("yes" if v else "no") if isinstance(v, bool)
+                      else fmt.get(k, "{}").format(v))
   lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
   lines += ["| " + " | ".join(cell(k, r[k]) for k in COLUMNS) + " |" for r in rows]
   return "\n".join(lines)
@@ -129,7 +130,7 @@ def train_run(run: str, train, held, features_fn, real_features, start=None
                kid=scores["kid"], coverage=scores["coverage"],
                class_coverage=scores["class_coverage"], d_loss=m["d_loss"],
                g_loss=m["g_loss"], r_train=r_train, r_test=r_test, gap=r_train - r_test,
-               ada_p=float(state.ada.p), ada_r_t=m.get("ada_r_t", float("nan")),
+               ada_p=float(state.ada.p), ada_r_t=m.get("ada_r_t"),
                ada_on=switched,
                entropy=float(report.entropy) + 0.0, fired=bool(report.fired),
                seconds=time.time() - t0)
