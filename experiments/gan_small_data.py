@@ -71,9 +71,10 @@ def run_config(run: str):
   return config_lib.override(c, overrides)
 
 
-def should_react(fired: bool, r_train: float, r_test: float, gap: float) -> bool:
-  """The react run's rule: the detector fired, or D tells seen from unseen real images."""
-  return fired or r_train - r_test > gap
+def should_react(fired: bool, gap: float, max_gap: float) -> bool:
+  """The react run's rule: the detector fired, or D tells seen from unseen real images
+  (gap = r_train - r_test) by more than `max_gap`."""
+  return fired or gap > max_gap
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -136,8 +137,7 @@ def train_run(run: str, train, held, features_fn, real_features, start=None
                seconds=time.time() - t0)
     rows.append(row)
     print(json.dumps(row), flush=True)
-    if run == "plain" and fork is None and should_react(row["fired"], r_train, r_test,
-                                                       _GAP.value):
+    if run == "plain" and fork is None and should_react(row["fired"], row["gap"], _GAP.value):
       # The reaction: from the next epoch on, D sees adaptive augments.
       fork = (epoch + 1, jax.device_get(state), det_state)
   return rows, fork
@@ -157,17 +157,19 @@ def main(argv):
   real_features, _ = features_fn(test.images)
   train = data_lib.balanced_subset(data_lib.load(_DATASET.value, "train"), _NUM_TRAIN.value)
   held = data_lib.to_float(test.images[:_NUM_TRAIN.value])
-  rows, fork = [], None
-  for run in [r for r in RUNS if r in _RUNS.value]:
-    if run == "react" and fork is None:
-      print("react: plain never met the reaction rule; nothing to fork.", flush=True)
-      continue
-    before = ([dict(r, run="react") for r in rows if r["run"] == "plain"
-               and r["epoch"] < fork[0]] if run == "react" else [])
-    run_rows, plain_fork = train_run(run, train, held, features_fn, real_features,
-                                     start=fork if run == "react" else None)
-    fork = plain_fork if run == "plain" else fork
-    rows += before + run_rows
+  run = lambda name, start=None: train_run(name, train, held, features_fn, real_features,
+                                          start)
+  rows, plain_rows, fork = [], [], None
+  if "plain" in _RUNS.value:
+    plain_rows, fork = run("plain")
+    rows += plain_rows
+  if "ada" in _RUNS.value:
+    rows += run("ada")[0]
+  if "react" in _RUNS.value and fork is None:
+    print("react: plain never met the reaction rule; nothing to fork.", flush=True)
+  elif "react" in _RUNS.value:  # plain's rows up to the switch, then ADA from the fork.
+    rows += [dict(r, run="react") for r in plain_rows if r["epoch"] < fork[0]]
+    rows += run("react", fork)[0]
   table = to_markdown(rows)
   print(table)
   if _OUT.value:
