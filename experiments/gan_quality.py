@@ -13,7 +13,6 @@ all of it.
       --models=mlp_gan,dcgan,cgan --losses=ns,minimax,ls,hinge,wgan_gp --out=runs/quality.json
 """
 import datetime
-import importlib
 import json
 import time
 
@@ -28,6 +27,7 @@ from genjax.eval import evaluate
 from genjax.eval.pictures import to_uint8
 from genjax.train import loop, parallel
 from genjax.train.gan_presets import LOSSES
+from experiments import configs
 
 MODELS = ("mlp_gan", "dcgan", "cgan")
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "class_coverage",
@@ -51,11 +51,8 @@ def cell_config(model: str, loss: str, dataset: str, *, epochs: int, width: int 
   configs' dataset options only set the dataset and an epoch count, replaced here)."""
   if model not in MODELS or loss not in LOSSES:
     raise ValueError(f"Unknown cell {model}/{loss}: models {MODELS}, losses {sorted(LOSSES)}.")
-  config = importlib.import_module(f"experiments.configs.{model}").get_config(loss)
-  config.dataset, config.epochs, config.seed = dataset, epochs, seed
-  if width and model != "mlp_gan":
-    config.model_args.width = width
-  return config
+  return configs.load(model, loss, width=width,
+                      overrides={"dataset": dataset, "epochs": epochs, "seed": seed})
 
 
 def train_cell(config, train) -> tuple:

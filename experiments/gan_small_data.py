@@ -19,7 +19,6 @@ the markdown table.
       --num_train=500 --epochs=2000 --eval_every=200 --out=runs/small_data.json
 """
 import datetime
-import importlib
 import json
 import time
 
@@ -38,6 +37,7 @@ from genjax.eval.pictures import to_uint8
 from genjax.train import collapse, parallel
 from genjax.train.gan import apply_with_stats
 from genjax.train.task import get_task
+from experiments import configs
 
 RUNS = ("plain", "ada", "react")
 MODELS = ("mlp_gan", "dcgan")
@@ -63,12 +63,9 @@ COLUMNS = ("run", "epoch", "step", "fid", "kid", "coverage", "class_coverage", "
 
 
 def run_config(run: str):
-  c = importlib.import_module(f"experiments.configs.{_MODEL.value}").get_config("")
-  overrides = {"dataset": _DATASET.value, "batch_size": _BATCH.value, "seed": _SEED.value,
-               "ada_target": _TARGET.value, "ada_kimg": _KIMG.value, "ada": run == "ada"}
-  if _WIDTH.value and _MODEL.value != "mlp_gan":
-    overrides["model_args.width"] = _WIDTH.value
-  return config_lib.override(c, overrides)
+  return configs.load(_MODEL.value, width=_WIDTH.value, overrides={
+      "dataset": _DATASET.value, "batch_size": _BATCH.value, "seed": _SEED.value,
+      "ada_target": _TARGET.value, "ada_kimg": _KIMG.value, "ada": run == "ada"})
 
 
 def should_react(fired: bool, gap: float, max_gap: float) -> bool:
