@@ -1,6 +1,6 @@
 """Issue 5, Must show 4: on a small training set plain GAN training degrades (D memorises
-the few real images, sample quality falls after its best); ADA and the mode-collapse
-detector react.
+the few real images, or wins outright and G collapses); ADA and the mode-collapse detector
+react. Results: experiments/RESULTS.md, "Small-data run" sections.
 
 Runs, each the same model and seed on the class-balanced first --num_train training images:
   plain  -- no augmentation;
