@@ -22,15 +22,14 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from genjax import config as config_lib
 from genjax import data as data_lib
 from genjax import sampling
 from genjax.eval import augmentation as aug
 from genjax.eval import classifier as classifier_lib
 from genjax.train import loop
 from genjax.train.gan_presets import DATASETS as PRESET_DATASETS
-from genjax.train.gan_presets import apply_options
 from genjax.train.task import get_task
+from experiments import configs
 
 _DATASET = flags.DEFINE_string("dataset", "mnist", "Dataset (its train and test splits).")
 _NUM_LABELS = flags.DEFINE_list("num_labels", ["100", "1000"], "Labelled training images N "
@@ -61,9 +60,8 @@ def cgan_config(dataset: str, num_train: int, width: int, steps: int, batch_size
   """The cgan.py config trained on the class-balanced first `num_train` images, with one
   checkpoint and one sample grid at the end."""
   opts = set(options) | ({dataset} if dataset in PRESET_DATASETS else set())
-  c = apply_options(config_lib.base_config(), opts, "cgan")
   epochs = aug.epochs_for(steps, num_train, batch_size)
-  return config_lib.override(c, {
+  return configs.load("cgan", ",".join(sorted(opts)), overrides={
       "dataset": dataset, "model_args.width": width, "batch_size": batch_size,
       "num_train": num_train, "epochs": epochs, "checkpoint_every": epochs,
       "sample_every": epochs, "tensorboard": False, "progress_bar": False})
