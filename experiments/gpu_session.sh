@@ -1,0 +1,124 @@
+#!/bin/bash
+# The GPU rows of issues 5 and 6 (RESULTS.md, "Rows waiting for a GPU session") as one
+# prepared device-tool call, so a session that is lent an accelerator spends its minutes on
+# measuring, not on setting up.
+#
+# Here, once per checkout (copies the MNIST IDX files, the feature classifier and the wheels
+# the device image lacks into .gpu_carry/, which .git/info/exclude keeps out of git):
+#   GENJAX_DATA_DIR=../shared/data bash experiments/gpu_session.sh prepare
+# Then one device call: run(command="bash experiments/gpu_session.sh", carry=[".gpu_carry"],
+# timeout_s=590). Stages, in order of priority, each under its own time limit; all results
+# come back as $OUT/results.tar.gz plus $OUT/log.txt:
+#   bench     issue 6 Must show 1: MLP GAN whole epochs, batch 64 and 1024, fp32 and bf16,
+#             beside the tutorial-style and resident PyTorch baselines (on CUDA)
+#   models    issue 6 Must show 3: DCGAN / MLP VAE / conv VAE / PixelCNN steps/s beside
+#             their resident PyTorch equivalents
+#   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
+#             scored with FID / KID / coverage (issue 5 Must show 1 gets a GPU seed too)
+# `bash experiments/gpu_session.sh vae_conv` (a second call, if time is left) trains the conv
+# VAE for as many epochs as VAE_CONV_SECONDS allows and scores IW k=5000 on the test set.
+# GPU_SESSION_SECONDS (default 570) bounds the whole call: a stage gets what is left, later
+# stages are skipped, and results.tar.gz is rewritten after every stage.
+# SMOKE=1 runs every stage with tiny sizes on whatever device is there (checked on CPU), with
+# four times the time limits.
+set -u
+cd "$(dirname "$0")/.."
+CARRY=.gpu_carry
+
+prepare() {
+  mkdir -p .git/info && touch .git/info/exclude
+  grep -qx "/$CARRY/" .git/info/exclude || echo "/$CARRY/" >> .git/info/exclude
+  local data="${GENJAX_DATA_DIR:?set GENJAX_DATA_DIR to the folder holding mnist/}"
+  local cache="${GENJAX_CACHE_DIR:-$HOME/.cache/genjax}/classifiers/mnist"
+  mkdir -p "$CARRY/data/mnist" "$CARRY/cache/classifiers" "$CARRY/whl"
+  cp "$data"/mnist/*-ubyte.gz "$CARRY/data/mnist/"
+  [ -d "$cache" ] || { echo "no MNIST classifier at $cache: run experiments/train_classifier.py --dataset mnist"; exit 1; }
+  cp -r "$cache" "$CARRY/cache/classifiers/"
+  # The device image has jax, flax, optax, orbax, absl, torch; not these two (pure Python).
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 -d "$CARRY/whl" \
+    ml_collections==1.1.0 tensorboardX==2.6.2.2
+  du -sh "$CARRY"
+}
+
+stage() {  # stage NAME SECONDS CMD...: CMD under min(SECONDS, time left), then pack results.
+  local name=$1 limit=$(( $2 * SCALE )); shift 2
+  local left=$(( BUDGET - SECONDS - 15 ))
+  if [ "$left" -lt 20 ]; then echo "=== $name skipped: ${left}s of the ${BUDGET}s budget left"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
+  timeout -k 10 "$limit" "$@"
+  echo "=== $name rc=$? wall=$((SECONDS - t0))s"
+  tar -czf "$OUT/results.tar.gz" -C "$R" .  # after every stage: a cut-off call loses nothing
+}
+
+setup_run() {
+  if ls "$CARRY"/whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/gpu_site "$CARRY"/whl/*.whl
+  fi
+  export PYTHONPATH=".:/tmp/gpu_site" PYTHONUNBUFFERED=1
+  export GENJAX_DATA_DIR="${GENJAX_DATA_DIR:-$CARRY/data}" GENJAX_CACHE_DIR="${GENJAX_CACHE_DIR:-$CARRY/cache}"
+  if [ "$SMOKE" = 1 ]; then
+    STEPS="--steps=3"; MODEL_STEPS="--steps=2"; EPOCHS="--config.epochs=1"; NUM=500
+    BATCHES=64; VAE_CONV=vae_conv.py:smoke; MODELS="dcgan.py:smoke vae_mlp.py:smoke vae_conv.py:smoke pixelcnn.py:smoke"
+  else
+    STEPS="--repeats=3"; MODEL_STEPS="--steps=50"; EPOCHS=""; NUM=10000
+    BATCHES=64,1024; VAE_CONV=vae_conv.py; MODELS="dcgan.py:mnist vae_mlp.py vae_conv.py pixelcnn.py"
+  fi
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
+  python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__, 'optax', optax.__version__)"
+}
+
+bench() {
+  stage bench_mlp_gan 240 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial,torch_resident \
+    $STEPS --out="$R/bench_mlp_gan"
+}
+
+models() {
+  for cfg in $MODELS; do
+    local name=${cfg%%.py*}
+    stage "bench_$name" 75 python3 experiments/bench.py --config="experiments/configs/$cfg" \
+      $MODEL_STEPS --out="$R/bench_$name"
+  done
+}
+
+quality() {
+  for dt in float32 bfloat16; do
+    local w="$R/mlp_gan_mnist50_$dt"
+    stage "train_mlp_gan_$dt" 90 python3 experiments/train.py --config=experiments/configs/mlp_gan.py:mnist \
+      --config.compute_dtype=$dt --config.sample_every=10 --config.progress_bar=False \
+      --config.tensorboard=False $EPOCHS --workdir="$w"
+    stage "eval_mlp_gan_$dt" 60 python3 experiments/evaluate.py --workdir "$w" --num $NUM \
+      --out "$R/eval_mlp_gan_mnist50_$dt.json"
+    rm -rf "$w"/checkpoints "$w"/*.npz  # keep metrics and grids, not the weights
+  done
+}
+
+vae_conv() {
+  local w="$R/vae_conv" seconds="${VAE_CONV_SECONDS:-420}"
+  [ "$SMOKE" = 1 ] && seconds=30
+  stage train_vae_conv "$seconds" python3 experiments/train.py --config="experiments/configs/$VAE_CONV" \
+    --config.progress_bar=False --config.tensorboard=False $EPOCHS --workdir="$w"
+  local k=5000; [ "$SMOKE" = 1 ] && k=10
+  stage nll_vae_conv 120 python3 experiments/nll.py --workdir="$w" --iw_samples=$k \
+    --out="$R/nll_vae_conv_k$k.json"
+  rm -rf "$w"/checkpoints
+}
+
+if [ "${1:-}" = prepare ]; then prepare; exit; fi
+for s in ${*:-}; do
+  case $s in bench|models|quality|vae_conv) ;;
+    *) echo "unknown stage $s (prepare, bench, models, quality, vae_conv)"; exit 2 ;; esac
+done
+OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"
+SMOKE="${SMOKE:-0}"; SCALE=1; [ "$SMOKE" = 1 ] && SCALE=4
+BUDGET="${GPU_SESSION_SECONDS:-570}"  # keep under the device call's timeout_s
+[ "$SMOKE" = 1 ] && BUDGET=$(( BUDGET * SCALE ))
+exec > >(tee -a "$OUT/log.txt") 2>&1
+setup_run
+for s in ${*:-bench models quality}; do $s; done
+rm -rf "$R"
+ls -la "$OUT"
