@@ -50,7 +50,9 @@ stage() {  # stage NAME SECONDS CMD...: CMD under min(SECONDS, time left), then 
   echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S)"
   timeout -k 10 "$limit" "$@"
   echo "=== $name rc=$? wall=$((SECONDS - t0))s"
-  tar -czf "$OUT/results.tar.gz" -C "$R" .  # after every stage: a cut-off call loses nothing
+  # After every stage, so a cut-off call loses nothing; weights and sample .npz stay behind
+  # (checkpoints would push the archive past the 16 MiB a returned file may have).
+  tar --exclude=checkpoints --exclude='*.npz' -czf "$OUT/results.tar.gz" -C "$R" .
 }
 
 setup_run() {
@@ -93,7 +95,6 @@ quality() {
       --config.tensorboard=False $EPOCHS --workdir="$w"
     stage "eval_mlp_gan_$dt" 60 python3 experiments/evaluate.py --workdir "$w" --num $NUM \
       --out "$R/eval_mlp_gan_mnist50_$dt.json"
-    rm -rf "$w"/checkpoints "$w"/*.npz  # keep metrics and grids, not the weights
   done
 }
 
@@ -105,7 +106,6 @@ vae_conv() {
   local k=5000; [ "$SMOKE" = 1 ] && k=10
   stage nll_vae_conv 120 python3 experiments/nll.py --workdir="$w" --iw_samples=$k \
     --out="$R/nll_vae_conv_k$k.json"
-  rm -rf "$w"/checkpoints
 }
 
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
