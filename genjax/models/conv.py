@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from genjax.models.mixed_dot import mixed_matmul
+
 IMPLS = ("auto", "xla", "matmul")
 
 
@@ -49,7 +51,8 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.
   taps = [x[:, ty:ty + (out_h - 1) * sy + 1:sy, tx:tx + (out_w - 1) * sx + 1:sx, :]
           for ty in range(kh) for tx in range(kw)]  # each [B, out_h, out_w, C]
   patches = jnp.stack(taps, 3)                       # [B, out_h, out_w, kh*kw, C]
-  return jnp.einsum("bhwtc,tco->bhwo", patches, kernel.reshape(kh * kw, -1, o))
+  patches = patches.reshape(patches.shape[:3] + (-1,))  # [B, out_h, out_w, kh*kw*C]
+  return mixed_matmul(patches, kernel.reshape(-1, o)).astype(x.dtype)
 
 
 def _transpose_same_padding(kernel: int, stride: int) -> tuple[int, int]:
@@ -69,7 +72,8 @@ def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   b, h, w, _ = x.shape
   kh, kw, _, o = kernel.shape
   (sy, sx), out_h, out_w = strides, h * strides[0], w * strides[1]
-  cols = jnp.einsum("bhwc,yxco->bhwyxo", x, kernel[::-1, ::-1])  # [B, H, W, kh, kw, O]
+  taps = jnp.transpose(kernel[::-1, ::-1], (2, 0, 1, 3)).reshape(x.shape[-1], -1)  # [C, kh*kw*O]
+  cols = mixed_matmul(x, taps).reshape((b, h, w, kh, kw, o))  # [B, H, W, kh, kw, O]
   off_y = _transpose_same_padding(kh, sy)[0] - kh + 1
   off_x = _transpose_same_padding(kw, sx)[0] - kw + 1
   zero = jnp.zeros((), cols.dtype)
@@ -80,7 +84,7 @@ def conv_transpose_col2im(x: jax.Array, kernel: jax.Array, strides: Sequence[int
       hi_y, hi_x = out_h - lo_y - (h - 1) * sy - 1, out_w - lo_x - (w - 1) * sx - 1
       out = out + lax.pad(cols[:, :, :, ty, tx, :], zero,
                           ((0, 0, 0), (lo_y, hi_y, sy - 1), (lo_x, hi_x, sx - 1), (0, 0, 0)))
-  return out
+  return out.astype(x.dtype)
 
 
 def _kernel_and_bias(module: nn.Module, x: jax.Array, mask=None):

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.models.conv import Conv, ConvTranspose
+from genjax.models.mixed_dot import dense
 from genjax.models.mlp_gan import IMAGE_SHAPE, LATENT_DIM, check_input
 
 NUM_CLASSES = 10
@@ -60,7 +61,7 @@ class DCGenerator(nn.Module):
       _check_labels(labels, z.shape[0], type(self).__name__)
       x = jnp.concatenate([x, nn.Embed(self.num_classes, self.latent_dim)(labels)], -1)
     norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
-    x = nn.Dense(h0 * w0 * 4 * self.width, dtype=self.dtype)(x)
+    x = dense(h0 * w0 * 4 * self.width, dtype=self.dtype)(x)
     x = nn.relu(norm()(x.reshape((-1, h0, w0, 4 * self.width))))         # [B, 7, 7, 4w]
     for mult in (2, 1):                                                     # 14x14, 28x28
       x = ConvTranspose(mult * self.width, (4, 4), (2, 2), dtype=self.dtype)(x)  # 'SAME'
@@ -93,7 +94,7 @@ class DCDiscriminator(nn.Module):
       if self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     h = x.reshape((x.shape[0], -1))                                         # [B, 7*7*2w]
-    logit = sn(nn.Dense(1, dtype=self.dtype))(h)[:, 0]                       # [B]
+    logit = sn(dense(1, dtype=self.dtype))(h)[:, 0]                          # [B]
     if self.conditional:
       _check_labels(labels, h.shape[0], type(self).__name__)
       embed = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype)(labels)  # [B, F]

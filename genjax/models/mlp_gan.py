@@ -16,6 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.models.mixed_dot import dense
+
 IMAGE_SHAPE = (28, 28, 1)
 LATENT_DIM = 100
 
@@ -34,8 +36,8 @@ def torch_linear(features: int, fan_in: int, dtype: Any, name: str | None = None
   def bias_init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
-  return nn.Dense(features, kernel_init=torch_linear_kernel_init, bias_init=bias_init,
-                  dtype=dtype, param_dtype=jnp.float32, name=name)
+  return dense(features, kernel_init=torch_linear_kernel_init, bias_init=bias_init,
+               dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
 def check_input(x: jax.Array, trailing: tuple[int, ...], what: str) -> None:

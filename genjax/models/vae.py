@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.models.conv import Conv, ConvTranspose
+from genjax.models.mixed_dot import dense
 from genjax.models.mlp_gan import check_input
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -23,7 +24,7 @@ LIKELIHOODS = {"bernoulli": 1, "gaussian": 2}  # name -> decoder channels per pi
 
 def _gaussian_head(h: jax.Array, latent_dim: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
   """The encoders' last Dense: features [B, F] -> (mean, logvar) [B, latent_dim] each, fp32."""
-  out = nn.Dense(2 * latent_dim, dtype=dtype)(h).astype(jnp.float32)
+  out = dense(2 * latent_dim, dtype=dtype)(h).astype(jnp.float32)
   mean, logvar = jnp.split(out, 2, axis=-1)
   return mean, logvar
 
@@ -39,7 +40,7 @@ class MLPEncoder(nn.Module):
     check_input(x, IMAGE_SHAPE, type(self).__name__)
     h = x.reshape((x.shape[0], -1))  # [B, 784]
     for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+      h = nn.relu(dense(width, dtype=self.dtype)(h))
     return _gaussian_head(h, self.latent_dim, self.dtype)
 
 
@@ -55,9 +56,9 @@ class MLPDecoder(nn.Module):
     check_input(z, (self.latent_dim,), type(self).__name__)
     h = z
     for width in self.hidden:
-      h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
+      h = nn.relu(dense(width, dtype=self.dtype)(h))
     rows, cols, _ = IMAGE_SHAPE
-    out = nn.Dense(rows * cols * self.out_channels, dtype=self.dtype)(h)
+    out = dense(rows * cols * self.out_channels, dtype=self.dtype)(h)
     return out.reshape((z.shape[0], rows, cols, self.out_channels)).astype(jnp.float32)
 
 
@@ -74,7 +75,7 @@ class ConvEncoder(nn.Module):
     for ch in self.channels:
       h = nn.relu(Conv(ch, (3, 3), (2, 2), dtype=self.dtype)(h))  # 'SAME'
     h = h.reshape((h.shape[0], -1))  # [B, 7*7*C]
-    h = nn.relu(nn.Dense(512, dtype=self.dtype)(h))
+    h = nn.relu(dense(512, dtype=self.dtype)(h))
     return _gaussian_head(h, self.latent_dim, self.dtype)
 
 
@@ -88,8 +89,8 @@ class ConvDecoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     check_input(z, (self.latent_dim,), type(self).__name__)
-    h = nn.relu(nn.Dense(512, dtype=self.dtype)(z))
-    h = nn.relu(nn.Dense(7 * 7 * self.channels[0], dtype=self.dtype)(h))
+    h = nn.relu(dense(512, dtype=self.dtype)(z))
+    h = nn.relu(dense(7 * 7 * self.channels[0], dtype=self.dtype)(h))
     h = h.reshape((z.shape[0], 7, 7, self.channels[0]))
     for ch in self.channels:  # 7 -> 14 -> 28
       h = nn.relu(ConvTranspose(ch, (3, 3), (2, 2), dtype=self.dtype)(h))  # 'SAME'
