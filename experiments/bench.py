@@ -36,6 +36,9 @@ _BASE_BATCH = flags.DEFINE_list("baseline_batch_sizes", None,
 _STEPS = flags.DEFINE_integer("steps", 0, "Time only the first N batches (0: whole epochs).")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed genjax epochs after the warm-up.")
 _WARMUP = flags.DEFINE_bool("warmup", True, "Run one untimed genjax epoch after compiling.")
+_NAN_POLICIES = flags.DEFINE_list("nan_policies", [], "config.nan_policy values to time, one "
+                                  "genjax row each (default: the config's, i.e. the loop's "
+                                  "NaN/Inf-guarded epoch); 'off' drops the guard.")
 _TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "Baseline device (default: cuda if "
                                     "available, else cpu).")
 _THREADS = flags.DEFINE_list("torch_threads", ["0"], "Baseline intra-op thread counts, each a "
@@ -103,7 +106,7 @@ def main(argv):
       dtypes=_DTYPES.value, baselines=baselines,
       baseline_batch_sizes=[int(b) for b in _BASE_BATCH.value] if _BASE_BATCH.value else None,
       steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
-      log=lambda m: print(m, flush=True))
+      nan_policies=_NAN_POLICIES.value, log=lambda m: print(m, flush=True))
   rows = bench.add_ratios(rows, list(baselines))
   env_after = bench.environment()
   env["load_average_after"] = env_after["load_average_1_5_15"]

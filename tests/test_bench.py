@@ -44,6 +44,7 @@ def test_suite_rows_ratios_and_reports(digits):
   assert calls == [(96, 32, 50)]
   assert [(r["impl"], r["dtype"], r["steps"]) for r in rows] == [
       ("genjax", "bfloat16", 3), ("fake", "float32", 50)]
+  assert rows[0]["nan_guard"]  # By default the loop's own, NaN/Inf-guarded epoch.
   assert rows[1]["steps_per_s"] == 25.0 and rows[1]["compile_s"] is None
   assert rows[0]["warmup_s"] is None and not rows[0]["full_epoch"]
   rows = bench.add_ratios(rows, ["fake"])
@@ -89,3 +90,22 @@ def test_torch_loader_normalisation_matches_genjax(digits):
   ds = torch_tutorial.make_tutorial_loader(images, batch_size=4).dataset
   got = np.stack([ds[i][0].numpy()[0] for i in range(4)])
   np.testing.assert_allclose(got, to_float(images)[..., 0], atol=1e-6)
+
+
+def test_suite_times_the_epoch_with_and_without_the_nan_guard(digits):
+  rows = bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,),
+                         nan_policies=("stop", "off"), steps=2, warmup=False)
+  assert [(r["nan_guard"], r["steps"]) for r in rows] == [(True, 2), (False, 2)]
+  with pytest.raises(ValueError, match="nan_policy"):
+    bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_policies=("of",),
+                    steps=2, warmup=False)
+
+
+def test_cpu_model_names_the_bf16_matmul_units(tmp_path):
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 amx_bf16 "
+                  "avx512_bf16 amx_tile\n\nprocessor\t: 1\nmodel name\t: Some Xeon\n")
+  assert bench.env.cpu_model(str(info)) == "Some Xeon, amx_bf16 avx512_bf16"
+  info.write_text("model name\t: Some EPYC\nflags\t\t: fpu avx2 fma\n")
+  assert bench.env.cpu_model(str(info)) == "Some EPYC, no bf16 matmul units"
+  assert bench.env.cpu_model(str(tmp_path / "absent")) is None

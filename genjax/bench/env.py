@@ -19,13 +19,32 @@ def _version(name: str) -> str | None:
     return None
 
 
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 matmul units (see models/mixed_dot.py)
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+  """e.g. 'Intel(R) Xeon(R) Processor, amx_bf16 avx512_bf16' (Linux; None elsewhere): the CPU
+  and which bf16 matmul units it has, on which CPU speed ratios depend."""
+  try:
+    with open(cpuinfo, encoding="utf-8") as f:
+      fields = dict(line.split(":", 1) for line in f if ":" in line)
+  except OSError:
+    return None
+  fields = {k.strip(): v.strip() for k, v in fields.items()}
+  units = sorted(set(fields.get("flags", "").split()) & set(_BF16_CPU_FLAGS))
+  return f"{fields.get('model name', platform.processor())}, " + (
+      " ".join(units) if units else "no bf16 matmul units")
+
+
 def device_description() -> str:
-  """e.g. 'cpu x1 (2 cores)' or 'NVIDIA H100 80GB HBM3 x8'."""
+  """e.g. 'cpu x1 (2 cores: Intel(R) Xeon(R) Processor, amx_bf16 avx512_bf16)' or
+  'NVIDIA H100 80GB HBM3 x8'."""
   devices = jax.devices()
   kind = devices[0].device_kind
   text = f"{kind} x{len(devices)}"
   if devices[0].platform == "cpu":
-    text += f" ({os.cpu_count()} cores)"
+    model = cpu_model()
+    text += f" ({os.cpu_count()} cores" + (f": {model})" if model else ")")
   return text
 
 

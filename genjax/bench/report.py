@@ -7,7 +7,8 @@ from typing import Any, Mapping, Sequence
 Row = dict  # see genjax.bench.suite for the keys
 
 _COLUMNS = (("impl", "implementation"), ("model", "model"), ("dtype", "dtype"),
-            ("batch_size", "batch"), ("steps", "timed steps"), ("full_epoch", "full epoch"),
+            ("batch_size", "batch"), ("nan_guard", "NaN guard"), ("steps", "timed steps"),
+            ("full_epoch", "full epoch"),
             ("compile_s", "compile s"), ("time_s", "time s"), ("steps_per_s", "steps/s"),
             ("examples_per_s", "images/s"))
 

@@ -26,7 +26,8 @@ def genjax_row(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
           "batch_size": config.batch_size, "steps": t.steps_per_epoch,
           "full_epoch": steps <= 0, "compile_s": t.compile_s, "warmup_s": t.warmup_s,
           "epoch_s": t.epoch_s, "time_s": t.median_epoch_s, "steps_per_s": t.steps_per_s,
-          "examples_per_s": t.examples_per_s, "num_devices": t.num_devices}
+          "examples_per_s": t.examples_per_s, "num_devices": t.num_devices,
+          "nan_guard": config.nan_policy != "off"}
 
 
 def baseline_row(name: str, fn: Baseline, images: np.ndarray, *, batch_size: int,
@@ -43,17 +44,22 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
               batch_sizes: Sequence[int] = (64,), dtypes: Sequence[str] = ("float32",),
               baselines: Mapping[str, Baseline] | None = None,
               baseline_batch_sizes: Sequence[int] | None = None, steps: int = 0,
-              repeats: int = 1, warmup: bool = True,
+              repeats: int = 1, warmup: bool = True, nan_policies: Sequence[str] = (),
               log: Callable[[str], None] = lambda _: None) -> list[dict]:
-  """genjax rows for every (batch size, dtype), then every baseline at its batch sizes, all
-  in this process so ratios compare runs under the same machine conditions."""
+  """genjax rows for every (batch size, dtype, nan_policy), then every baseline at its batch
+  sizes, all in this process so ratios compare runs under the same machine conditions.
+  `nan_policies` (default: the config's own) set `config.nan_policy`; 'off' times the epoch
+  without the loop's NaN/Inf guard."""
   rows = []
   for batch_size in batch_sizes:
     for dtype in dtypes:
-      c = config_lib.override(config, {"batch_size": batch_size, "compute_dtype": dtype})
-      log(f"genjax {c.model} batch {batch_size} {dtype} ...")
-      rows.append(genjax_row(c, images, labels, steps=steps, repeats=repeats, warmup=warmup))
-      log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
+      for policy in nan_policies or (config.nan_policy,):
+        c = config_lib.override(config, {"batch_size": batch_size, "compute_dtype": dtype,
+                                         "nan_policy": policy})
+        log(f"genjax {c.model} batch {batch_size} {dtype} nan_policy={policy} ...")
+        rows.append(genjax_row(c, images, labels, steps=steps, repeats=repeats,
+                               warmup=warmup))
+        log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
   for name, fn in (baselines or {}).items():
     for batch_size in (baseline_batch_sizes or batch_sizes):
       log(f"{name} batch {batch_size} ...")

@@ -74,8 +74,9 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   steps_per_epoch = config_lib.steps_per_epoch(config, len(labels))
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
+  # The loop's own epoch: NaN/Inf-guarded unless the config turns the guard off.
   epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 unroll=config.scan_unroll)
+                                 guard=config.nan_policy != "off", unroll=config.scan_unroll)
   _block((state, dev_images, dev_labels))
 
   t0 = time.perf_counter()

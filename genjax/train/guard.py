@@ -3,11 +3,15 @@
 `guard_step(step)` turns a pure `step(state, batch) -> (state, metrics)` into
 `guarded((state, record), batch) -> ((state, record), metrics)` for `lax.scan`. Each step
 checks every metric and every floating group of the new state (a non-finite gradient shows
-up in the parameters and optimizer moments it updates). On the first bad step the state
-stops advancing -- it stays the last good state -- and `record` keeps that step's number and
-a bitmask of the bad terms. The host reads the record once per epoch.
+up in the parameters and optimizer moments it updates); `record` keeps the first bad step's
+number and a bitmask of its bad terms. The host reads the record once per epoch and then
+discards the epoch's state (the loop raises or restores the last good checkpoint), so a bad
+state is never saved.
 
-A healthy run's numbers are untouched: the guard only selects the step's own output.
+The guard only reads: a healthy run's numbers are untouched, and the state is not held back
+on device at the bad step. Holding it back (a select between the old and the new state every
+step) kept two copies of the state alive and cost about as much again as the checks
+themselves, for a state the host never uses (experiments/RESULTS.md, "the NaN guard's cost").
 """
 from __future__ import annotations
 
@@ -65,13 +69,10 @@ def guard_step(step: Callable) -> Callable:
     state, record = carry
     new_state, metrics = step(state, batch)
     mask = nonfinite_mask(metrics, new_state)
-    tripped = record.bad_step >= 0
-    advance = jnp.logical_and(jnp.logical_not(tripped), mask == 0)
-    out = jax.tree.map(lambda new, old: jnp.where(advance, new, old), new_state, state)
-    first_bad = jnp.logical_and(jnp.logical_not(tripped), mask != 0)
+    first_bad = jnp.logical_and(record.bad_step < 0, mask != 0)
     record = GuardRecord(jnp.where(first_bad, state.step, record.bad_step),
                          jnp.where(first_bad, mask, record.bad_terms))
-    return (out, record), metrics
+    return (new_state, record), metrics
 
   return guarded
 

@@ -163,7 +163,7 @@ def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
   good = ckpt.latest_step()
   return guard_lib.NonFiniteError(
       f"Non-finite {', '.join(terms)} at step {step} (epoch {epoch}); training stopped "
-      "before applying it. " + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)."
+      "and saved nothing of this epoch. " + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)."
                                 if good is not None else "No checkpoint was written yet."))
 
 
