@@ -10,7 +10,8 @@
 # timeout_s=590). Stages, in order of priority, each under its own time limit; all results
 # come back as $OUT/results.tar.gz plus $OUT/log.txt:
 #   bench     issue 6 Must show 1: MLP GAN whole epochs, batch 64 and 1024, fp32 and bf16,
-#             beside the tutorial-style and resident PyTorch baselines (on CUDA)
+#             with and without the NaN guard, beside the tutorial-style and resident
+#             PyTorch baselines (on CUDA)
 #   models    issue 6 Must show 3: DCGAN / MLP VAE / conv VAE / PixelCNN steps/s beside
 #             their resident PyTorch equivalents
 #   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
@@ -75,8 +76,8 @@ setup_run() {
 
 bench() {
   stage bench_mlp_gan 240 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial,torch_resident \
-    $STEPS --out="$R/bench_mlp_gan"
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --nan_policies=stop,off \
+    --baselines=torch_tutorial,torch_resident $STEPS --out="$R/bench_mlp_gan"
 }
 
 models() {
