@@ -97,6 +97,11 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def nan_guard_on(config: ml_collections.ConfigDict) -> bool:
+  """Whether the loop's epoch NaN/Inf-checks every step (every policy but 'off')."""
+  return config.nan_policy != "off"
+
+
 def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int:
   """Whole batches per epoch: the remainder is dropped so every step has one shape."""
   steps = num_examples // config.batch_size

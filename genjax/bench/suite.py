@@ -27,7 +27,7 @@ def genjax_row(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
           "full_epoch": steps <= 0, "compile_s": t.compile_s, "warmup_s": t.warmup_s,
           "epoch_s": t.epoch_s, "time_s": t.median_epoch_s, "steps_per_s": t.steps_per_s,
           "examples_per_s": t.examples_per_s, "num_devices": t.num_devices,
-          "nan_guard": config.nan_policy != "off"}
+          "nan_guard": config_lib.nan_guard_on(config)}
 
 
 def baseline_row(name: str, fn: Baseline, images: np.ndarray, *, batch_size: int,

@@ -50,8 +50,7 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.
   out_h, out_w = -(-h // sy), -(-w // sx)
   taps = [x[:, ty:ty + (out_h - 1) * sy + 1:sy, tx:tx + (out_w - 1) * sx + 1:sx, :]
           for ty in range(kh) for tx in range(kw)]  # each [B, out_h, out_w, C]
-  patches = jnp.stack(taps, 3)                       # [B, out_h, out_w, kh*kw, C]
-  patches = patches.reshape(patches.shape[:3] + (-1,))  # [B, out_h, out_w, kh*kw*C]
+  patches = jnp.concatenate(taps, -1)               # [B, out_h, out_w, kh*kw*C]
   return mixed_matmul(patches, kernel.reshape(-1, o)).astype(x.dtype)
 
 

@@ -148,7 +148,7 @@ def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
   # Multi-process: each device shuffles its share of its process's block.
   make = distributed.make_sharded_epoch if multi_process else parallel.make_epoch
   return make(setup.task, setup.mesh, c.parallel, c.batch_size,
-              guard=c.nan_policy != "off", nan_step=nan_step, unroll=c.scan_unroll)
+              guard=config_lib.nan_guard_on(c), nan_step=nan_step, unroll=c.scan_unroll)
 
 
 def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
@@ -163,8 +163,9 @@ def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
   good = ckpt.latest_step()
   return guard_lib.NonFiniteError(
       f"Non-finite {', '.join(terms)} at step {step} (epoch {epoch}); training stopped "
-      "and saved nothing of this epoch. " + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)."
-                                if good is not None else "No checkpoint was written yet."))
+      "and saved nothing of this epoch. "
+      + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)." if good is not None
+         else "No checkpoint was written yet."))
 
 
 @contextlib.contextmanager
