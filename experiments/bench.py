@@ -35,6 +35,8 @@ _BASE_BATCH = flags.DEFINE_list("baseline_batch_sizes", None,
                                 "Baseline batch sizes (default: --batch_sizes).")
 _STEPS = flags.DEFINE_integer("steps", 0, "Time only the first N batches (0: whole epochs).")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed genjax epochs after the warm-up.")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Run every row this many times, interleaved, "
+                               "and report each row's median round.")
 _WARMUP = flags.DEFINE_bool("warmup", True, "Run one untimed genjax epoch after compiling.")
 _NAN_POLICIES = flags.DEFINE_list("nan_policies", [], "config.nan_policy values to time, one "
                                   "genjax row each (default: the config's, i.e. the loop's "
@@ -106,7 +108,8 @@ def main(argv):
       dtypes=_DTYPES.value, baselines=baselines,
       baseline_batch_sizes=[int(b) for b in _BASE_BATCH.value] if _BASE_BATCH.value else None,
       steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
-      nan_policies=_NAN_POLICIES.value, log=lambda m: print(m, flush=True))
+      nan_policies=_NAN_POLICIES.value, rounds=_ROUNDS.value,
+      log=lambda m: print(m, flush=True))
   rows = bench.add_ratios(rows, list(baselines))
   env_after = bench.environment()
   env["load_average_after"] = env_after["load_average_1_5_15"]

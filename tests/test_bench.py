@@ -101,6 +101,27 @@ def test_suite_times_the_epoch_with_and_without_the_nan_guard(digits):
                     steps=2, warmup=False)
 
 
+def test_rounds_interleave_the_rows_and_keep_each_rows_median_round(digits):
+  calls = []
+
+  def fake(name, times):
+    def fn(images, *, batch_size, max_steps):
+      calls.append(name)
+      return {"epoch_s": times[sum(c == name for c in calls) - 1], "steps": 10}
+    return fn
+
+  rows = bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), dtypes=(),
+                         baselines={"a": fake("a", [3.0, 1.0, 2.0]),
+                                    "b": fake("b", [5.0, 4.0, 6.0])}, rounds=3)
+  assert calls == ["a", "b"] * 3  # Interleaved, not a's rounds then b's.
+  assert [(r["impl"], r["time_s"], r["round_times_s"]) for r in rows] == [
+      ("a", 2.0, [3.0, 1.0, 2.0]), ("b", 5.0, [5.0, 4.0, 6.0])]
+  assert rows[0]["steps_per_s"] == 5.0  # The median round's own numbers.
+  assert "time s, every round" in bench.to_markdown(rows, bench.environment())
+  with pytest.raises(ValueError, match="rounds"):
+    bench.run_suite(get_config("smoke"), *digits, dtypes=(), rounds=0)
+
+
 def test_cpu_model_names_the_bf16_matmul_units(tmp_path):
   info = tmp_path / "cpuinfo"
   info.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 amx_bf16 "

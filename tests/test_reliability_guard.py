@@ -16,16 +16,18 @@ class ToyState:
   opt: jax.Array
 
 
-def toy_step(bad_loss_at=-1, bad_grad_at=-1):
-  """Gradient descent on mean((p - x)^2); the loss or the gradient turns NaN at a step."""
+def toy_step(bad_loss_at=-1, bad_grad_at=-1, huge_grad_at=-1):
+  """Gradient descent on mean((p - x)^2); the loss turns NaN or the gradient Inf at a step,
+  or the gradient turns huge (finite, its square overflowing `opt`, as Adam's nu would)."""
 
   def step(state, x):
     loss, grad = jax.value_and_grad(lambda p: jnp.mean((p - x) ** 2))(state.params)
     loss = jnp.where(state.step == bad_loss_at, jnp.nan, loss)
     grad = jnp.where(state.step == bad_grad_at, jnp.inf, grad)
+    grad = jnp.where(state.step == huge_grad_at, 1e20, grad)
     new = state.replace(step=state.step + 1, params=state.params - 0.1 * grad,
                         opt=state.opt + grad ** 2)
-    return new, {"loss": loss, "grad_norm": jnp.linalg.norm(grad)}
+    return new, {"loss": loss, "grad_max": jnp.max(jnp.abs(grad))}
 
   return step
 
@@ -37,10 +39,11 @@ def init():
 def run(step, xs, guarded):
   if not guarded:
     return jax.jit(lambda s: jax.lax.scan(step, s, xs))(init())
-  (state, rec), metrics = jax.jit(
-      lambda s: jax.lax.scan(guard.guard_step(step), (s, guard.healthy()), xs))(init())
-  return state, {**metrics, guard.BAD_STEP_KEY: rec.bad_step,
-                 guard.BAD_TERMS_KEY: rec.bad_terms}
+  def epoch(s):
+    (s, rec), metrics = jax.lax.scan(guard.guard_step(step), (s, guard.healthy()), xs)
+    return s, {**metrics, **guard.as_metrics(guard.check_epoch_end(rec, metrics, s))}
+
+  return jax.jit(epoch)(init())
 
 
 XS = jnp.linspace(-1.0, 1.0, 10 * 3).reshape(10, 3)
@@ -58,21 +61,42 @@ def test_healthy_run_is_bit_identical_with_the_guard():
 def test_nan_loss_is_caught_at_its_step_and_named(k):
   state, metrics = run(toy_step(bad_loss_at=k), XS, guarded=True)
   metrics, record = guard.split_record(jax.device_get(metrics))
-  step, terms = guard.describe(record, guard.term_names(list(metrics), state))
-  assert (step, terms) == (k, ["loss"])
+  fault = guard.describe(record, guard.term_names(list(metrics), state))
+  assert fault == (k, ["loss"], False)
+  assert guard.fault_summary(fault, 1) == f"Non-finite loss at step {k} (epoch 1)"
   # Every step before the bad one is the clean run's, metric for metric.
   _, clean = run(toy_step(), XS, guarded=False)
   np.testing.assert_array_equal(metrics["loss"][:k], clean["loss"][:k])
   assert np.isnan(metrics["loss"][k])
 
 
-def test_inf_gradient_is_named_by_the_state_it_reaches():
+def test_inf_gradient_is_named_by_the_parameters_it_reaches():
   state, metrics = run(toy_step(bad_grad_at=6), XS, guarded=True)
   metrics, record = guard.split_record(jax.device_get(metrics))
-  step, terms = guard.describe(record, guard.term_names(list(metrics), state))
-  assert step == 6 and terms == ["grad_norm", "params", "opt"]
-  # Later bad steps do not move the record: it keeps the first.
-  assert int(record[guard.BAD_STEP_KEY]) == 6 and not np.all(np.isfinite(state.params))
+  fault = guard.describe(record, guard.term_names(list(metrics), state))
+  # The optimizer state is bad too, but it is read only at the epoch's end, and the record
+  # already holds step 6 by then: it keeps the first step and its terms.
+  assert fault == (6, ["grad_max", "params"], False)
+  assert not np.all(np.isfinite(state.params)) and not np.all(np.isfinite(state.opt))
+
+
+def test_a_fault_only_the_optimizer_state_shows_is_found_at_the_epoch_end():
+  state, metrics = run(toy_step(huge_grad_at=3), XS, guarded=True)
+  assert np.all(np.isfinite(state.params)) and not np.all(np.isfinite(state.opt))
+  metrics, record = guard.split_record(jax.device_get(metrics))
+  fault = guard.describe(record, guard.term_names(list(metrics), state))
+  assert fault == (len(XS) - 1, ["opt"], True)
+  assert guard.fault_summary(fault, 2) == (
+      "Non-finite opt found at the end of epoch 2 (after step 9; optimizer states are "
+      "checked once per epoch, metrics and parameters every step)")
+
+
+def test_the_per_step_check_does_not_read_optimizer_states():
+  state = init().replace(opt=jnp.full(3, jnp.nan))
+  assert int(guard.nonfinite_mask({}, state, optimizer_states=False)) == 0
+  names = guard.term_names([], state)
+  assert guard.describe({guard.BAD_STEP_KEY: 0, guard.BAD_TERMS_KEY:
+                         guard.nonfinite_mask({}, state)}, names).terms == ["opt"]
 
 
 def test_poison_batch_hits_only_its_step():

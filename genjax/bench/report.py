@@ -35,13 +35,18 @@ def _fmt(v: Any) -> str:
     return "yes" if v else "no"
   if isinstance(v, float):
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+  if isinstance(v, (list, tuple)):
+    return ", ".join(_fmt(x) for x in v)
   return str(v)
 
 
 def to_markdown(rows: Sequence[Row], env: Mapping[str, Any]) -> str:
-  """A markdown table of `rows`, with the environment in a line above it."""
+  """A markdown table of `rows`, with the environment in a line above it (and every round's
+  time when the rows were measured in rounds; `time s` is then the median round's)."""
   ratio_keys = sorted({k for r in rows for k in r if k.startswith("x_")})
-  cols = list(_COLUMNS) + [(k, f"x vs {k[2:]}") for k in ratio_keys]
+  rounds = [("round_times_s", "time s, every round")] if any(
+      "round_times_s" in r for r in rows) else []
+  cols = list(_COLUMNS) + rounds + [(k, f"x vs {k[2:]}") for k in ratio_keys]
   load = env.get("load_average_1_5_15")
   lines = [f"Device: {env['device']}; date (UTC): {env['date_utc']}; load average "
            f"(1/5/15 min): {', '.join(f'{x:.1f}' for x in load) if load else 'n/a'}; "

@@ -7,6 +7,7 @@ experiments/benchmarks/torch_tutorial.py), so this package never imports torch.
 """
 from __future__ import annotations
 
+import statistics
 from typing import Callable, Mapping, Sequence
 
 import ml_collections
@@ -45,11 +46,26 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
               baselines: Mapping[str, Baseline] | None = None,
               baseline_batch_sizes: Sequence[int] | None = None, steps: int = 0,
               repeats: int = 1, warmup: bool = True, nan_policies: Sequence[str] = (),
-              log: Callable[[str], None] = lambda _: None) -> list[dict]:
+              rounds: int = 1, log: Callable[[str], None] = lambda _: None) -> list[dict]:
   """genjax rows for every (batch size, dtype, nan_policy), then every baseline at its batch
   sizes, all in this process so ratios compare runs under the same machine conditions.
   `nan_policies` (default: the config's own) set `config.nan_policy`; 'off' times the epoch
-  without the loop's NaN/Inf guard."""
+  without the loop's NaN/Inf guard. `rounds` > 1 runs the whole list that many times, rows
+  interleaved, and keeps each row's median round (`merge_rounds`): on a machine whose speed
+  drifts over minutes, every row then sees the same spread of conditions."""
+  if rounds < 1:
+    raise ValueError(f"rounds must be >= 1, got {rounds}.")
+  results = []
+  for r in range(rounds):
+    if rounds > 1:
+      log(f"round {r + 1} of {rounds}")
+    results.append(_one_round(config, images, labels, batch_sizes, dtypes, baselines or {},
+                              baseline_batch_sizes, steps, repeats, warmup, nan_policies, log))
+  return merge_rounds(results)
+
+
+def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_batch_sizes,
+               steps, repeats, warmup, nan_policies, log) -> list[dict]:
   rows = []
   for batch_size in batch_sizes:
     for dtype in dtypes:
@@ -60,10 +76,23 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
         rows.append(genjax_row(c, images, labels, steps=steps, repeats=repeats,
                                warmup=warmup))
         log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
-  for name, fn in (baselines or {}).items():
+  for name, fn in baselines.items():
     for batch_size in (baseline_batch_sizes or batch_sizes):
       log(f"{name} batch {batch_size} ...")
       rows.append(baseline_row(name, fn, images, batch_size=batch_size, steps=steps,
                                model=config.model))
       log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
   return rows
+
+
+def merge_rounds(rounds: Sequence[Sequence[dict]]) -> list[dict]:
+  """Row i of every round -> the round with the median time (the lower of the middle two
+  for an even count), plus `round_times_s`, every round's time. One round: unchanged."""
+  if len(rounds) == 1:
+    return list(rounds[0])
+  merged = []
+  for rows in zip(*rounds, strict=True):
+    times = [row["time_s"] for row in rows]
+    median = rows[times.index(statistics.median_low(times))]
+    merged.append({**median, "round_times_s": times})
+  return merged

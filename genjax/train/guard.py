@@ -2,16 +2,21 @@
 
 `guard_step(step)` turns a pure `step(state, batch) -> (state, metrics)` into
 `guarded((state, record), batch) -> ((state, record), metrics)` for `lax.scan`. Each step
-checks every metric and every floating group of the new state (a non-finite gradient shows
-up in the parameters and optimizer moments it updates); `record` keeps the first bad step's
-number and a bitmask of its bad terms. The host reads the record once per epoch and then
-discards the epoch's state (the loop raises or restores the last good checkpoint), so a bad
-state is never saved.
+checks every metric and every floating group of the new state except the optimizer states
+('opt', 'g_opt', ...): a non-finite gradient reaches the parameters it updates in the same
+step (Adam's update is NaN when its moments are), so the parameters name the step exactly.
+The optimizer states, twice the parameters' size, are checked once, at the end of the
+epoch, by `check_epoch_end`: the one fault only they show (a finite gradient whose square
+overflows Adam's second moment, which then freezes that parameter) is reported there, marked
+as found at the epoch's end. `record` keeps the first bad step's number and a bitmask of its
+bad terms. The host reads the record once per epoch and then discards the epoch's state (the
+loop raises or restores the last good checkpoint), so a bad state is never saved.
 
 The guard only reads: a healthy run's numbers are untouched, and the state is not held back
 on device at the bad step. Holding it back (a select between the old and the new state every
 step) kept two copies of the state alive and cost about as much again as the checks
-themselves, for a state the host never uses (experiments/RESULTS.md, "the NaN guard's cost").
+themselves, for a state the host never uses; reading the optimizer states every step cost
+about half the checks (experiments/RESULTS.md, "the NaN guard's cost").
 """
 from __future__ import annotations
 
@@ -22,16 +27,24 @@ import jax.numpy as jnp
 
 BAD_STEP_KEY = "guard/bad_step"  # Reserved metric names carrying the record to the host.
 BAD_TERMS_KEY = "guard/bad_terms"
+AT_EPOCH_END_KEY = "guard/at_epoch_end"
 _MAX_BITS = 31  # Terms past the 31st share the last bit of the int32 mask.
 
 
 class GuardRecord(NamedTuple):
   bad_step: jax.Array   # int32 []: state.step of the first non-finite step, -1 while healthy.
   bad_terms: jax.Array  # int32 []: bit i set when term_names(...)[i] was non-finite there.
+  at_epoch_end: jax.Array  # bool []: found by check_epoch_end (bad_step is the last step).
 
 
 def healthy() -> GuardRecord:
-  return GuardRecord(jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32))
+  return GuardRecord(jnp.full((), -1, jnp.int32), jnp.zeros((), jnp.int32),
+                     jnp.zeros((), bool))
+
+
+def is_optimizer_group(name: str) -> bool:
+  """Optimizer-state fields by the tasks' naming ('opt', 'g_opt', 'd_opt')."""
+  return name == "opt" or name.endswith("_opt")
 
 
 def state_groups(state: Any) -> list[tuple[str, list[jax.Array]]]:
@@ -54,10 +67,12 @@ def _all_finite(leaves) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def nonfinite_mask(metrics: dict, state: Any) -> jax.Array:
-  """int32 bitmask over `term_names(metrics, state)`: bit i set when term i is not finite."""
+def nonfinite_mask(metrics: dict, state: Any, optimizer_states: bool = True) -> jax.Array:
+  """int32 bitmask over `term_names(metrics, state)`: bit i set when term i is not finite.
+  With `optimizer_states=False` the optimizer groups are not read (their bits stay 0)."""
   checks = [_all_finite([metrics[k]]) for k in sorted(metrics)]
-  checks += [_all_finite(leaves) for _, leaves in state_groups(state)]
+  checks += [_all_finite(leaves) if optimizer_states or not is_optimizer_group(name)
+             else jnp.bool_(True) for name, leaves in state_groups(state)]
   bits = [jnp.where(ok, 0, 1 << min(i, _MAX_BITS - 1)) for i, ok in enumerate(checks)]
   return jnp.bitwise_or.reduce(jnp.stack(bits).astype(jnp.int32)) if bits else jnp.int32(0)
 
@@ -68,13 +83,23 @@ def guard_step(step: Callable) -> Callable:
   def guarded(carry, batch):
     state, record = carry
     new_state, metrics = step(state, batch)
-    mask = nonfinite_mask(metrics, new_state)
+    mask = nonfinite_mask(metrics, new_state, optimizer_states=False)
     first_bad = jnp.logical_and(record.bad_step < 0, mask != 0)
     record = GuardRecord(jnp.where(first_bad, state.step, record.bad_step),
-                         jnp.where(first_bad, mask, record.bad_terms))
+                         jnp.where(first_bad, mask, record.bad_terms), record.at_epoch_end)
     return (new_state, record), metrics
 
   return guarded
+
+
+def check_epoch_end(record: GuardRecord, metrics: dict, state: Any) -> GuardRecord:
+  """Once per epoch, after the scan: every term of the final `state` (the optimizer states
+  included). A record still healthy takes what this finds, at the epoch's last step
+  (`state.step - 1`), marked `at_epoch_end`; a record that already holds a step keeps it."""
+  mask = nonfinite_mask(metrics, state)
+  late = jnp.logical_and(record.bad_step < 0, mask != 0)
+  return GuardRecord(jnp.where(late, state.step - 1, record.bad_step),
+                     jnp.where(late, mask, record.bad_terms), late)
 
 
 def poison_batch(step: Callable, at_step: int) -> Callable:
@@ -92,14 +117,34 @@ class NonFiniteError(FloatingPointError):
   """Training produced NaN/Inf; the message names the step and the terms."""
 
 
-def describe(record: dict, names: Sequence[str]) -> tuple[int, list[str]] | None:
-  """(first bad step, bad term names) from a host copy of the record, None if healthy."""
+class Fault(NamedTuple):
+  step: int              # The first step with a non-finite term (see at_epoch_end).
+  terms: list[str]       # The non-finite terms there.
+  at_epoch_end: bool     # Found by check_epoch_end: only an optimizer state, step = the last.
+
+
+def describe(record: dict, names: Sequence[str]) -> Fault | None:
+  """The fault in a host copy of the record, None if healthy."""
   step = int(record[BAD_STEP_KEY])
   if step < 0:
     return None
   mask = int(record[BAD_TERMS_KEY])
   bad = [n for i, n in enumerate(names) if mask & (1 << min(i, _MAX_BITS - 1))]
-  return step, bad
+  return Fault(step, bad, bool(record.get(AT_EPOCH_END_KEY, False)))
+
+
+def fault_summary(fault: Fault, epoch: int) -> str:
+  """'Non-finite <terms> at step <s> (epoch <e>)', or where it was found at the epoch end."""
+  where = (f"found at the end of epoch {epoch} (after step {fault.step}; optimizer states "
+           "are checked once per epoch, metrics and parameters every step)"
+           if fault.at_epoch_end else f"at step {fault.step} (epoch {epoch})")
+  return f"Non-finite {', '.join(fault.terms)} {where}"
+
+
+def as_metrics(record: GuardRecord) -> dict:
+  """The record under the reserved metric names, for the epoch's metrics dict."""
+  return {BAD_STEP_KEY: record.bad_step, BAD_TERMS_KEY: record.bad_terms,
+          AT_EPOCH_END_KEY: record.at_epoch_end}
 
 
 def split_record(metrics: dict) -> tuple[dict, dict]:

@@ -159,11 +159,10 @@ def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
   bad = guard_lib.describe(record, guard_lib.term_names(list(metrics), state))
   if bad is None:
     return None
-  step, terms = bad
   good = ckpt.latest_step()
   return guard_lib.NonFiniteError(
-      f"Non-finite {', '.join(terms)} at step {step} (epoch {epoch}); training stopped "
-      "and saved nothing of this epoch. "
+      f"{guard_lib.fault_summary(bad, epoch)}; training stopped and saved nothing of this "
+      "epoch. "
       + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)." if good is not None
          else "No checkpoint was written yet."))
 

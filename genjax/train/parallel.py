@@ -78,14 +78,15 @@ def shuffled_batches(key: jax.Array, step: jax.Array, num_examples: int, batch_s
 def scan_epoch(body, state, index, guard: bool, unroll: int = 1):
   """`lax.scan` of `body(state, idx) -> (state, metrics)` over `index` [steps, B], `unroll`
   steps per loop iteration (multi-step fusion). With `guard`, every step is NaN/Inf-checked
-  on device (`genjax.train.guard`) and the metrics also hold the guard's record
-  (`guard/bad_step`, `guard/bad_terms`, scalars)."""
+  on device (`genjax.train.guard`; the optimizer states once, at the end) and the metrics
+  also hold the guard's record (`guard/bad_step`, `guard/bad_terms`, `guard/at_epoch_end`,
+  scalars)."""
   if not guard:
     return jax.lax.scan(body, state, index, unroll=unroll)
   (state, record), metrics = jax.lax.scan(guard_lib.guard_step(body),
                                           (state, guard_lib.healthy()), index, unroll=unroll)
-  return state, {**metrics, guard_lib.BAD_STEP_KEY: record.bad_step,
-                 guard_lib.BAD_TERMS_KEY: record.bad_terms}
+  record = guard_lib.check_epoch_end(record, metrics, state)
+  return state, {**metrics, **guard_lib.as_metrics(record)}
 
 
 def guarded_step(task, mesh, mode: str, nan_step: int):
