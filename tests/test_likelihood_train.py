@@ -113,8 +113,8 @@ def test_smoke_config_trains_through_the_loop_and_nll_script(tmp_path):
   # their shared flag names (--seed, --out, ...) twice.
   out = tmp_path / "nll.json"
   run_python(["experiments/nll.py", f"--workdir={workdir}", "--iw_samples=10", "--num_test=50",
-              "--batch_size=25", f"--out={out}"])
+              "--batch_size=25", "--iw_chunk=5", f"--out={out}"])
   result = json.loads(out.read_text())
-  assert result["num_test"] == 50 and result["iw_samples"] == 10
+  assert (result["num_test"], result["iw_samples"], result["iw_chunk"]) == (50, 10, 5)
   assert 0 < result["nll_nats"] < 784 * np.log(2)  # better than a coin per pixel
   assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / 784 / np.log(2))
