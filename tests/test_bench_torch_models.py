@@ -85,8 +85,8 @@ def test_likelihood_model_parameter_counts_equal_genjax(name, arg):
 
 def test_pixelcnn_is_causal():
   """The logit of pixel i does not depend on pixels i, i+1, ... (type-A then type-B masks).
-  Seeded: about one random init in 300 leaves pixel i's logit with no gradient at all (its
-  gates saturated), which `seen[:i].any()` would report as a failure."""
+  Seeded: about one random init in 300 (seed 123 of 0-299) gives pixel i's logit no gradient
+  w.r.t. any input pixel, which `seen[:i].any()` would report as a failure."""
   torch.manual_seed(0)
   net = tm.build_pixelcnn(pixelcnn.get_config("smoke"))
   x = torch.bernoulli(torch.full((1, 1, 28, 28), 0.5)).requires_grad_()
