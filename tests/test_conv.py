@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.models.conv import Conv, ConvTranspose
+from genjax.models.conv import Conv, ConvTranspose, live_taps
 
 # (kernel, stride, in, out, size): DCGAN's strided 4x4, the 3x3 output conv, the conv VAE's
 # 3x3 stride 2 on an odd size (masks and 5x5 kernels: the masked-conv test below).
@@ -55,3 +55,26 @@ def test_masked_conv_equals_flax_masked_conv():
   params = _perturbed(ref.init(jax.random.PRNGKey(1), x))
   ours = Conv(4, (5, 5), mask=jnp.asarray(mask), impl="matmul")
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=2e-5, rtol=1e-5)
+
+
+def test_masked_taps_are_skipped_with_the_same_result_and_gradients():
+  # A causal mask zeroes whole kernel taps: 5 of 3x3 type B's 9 remain, 24 of 7x7 type A's 49.
+  from genjax.models.pixelcnn import causal_mask  # pylint: disable=import-outside-toplevel
+  assert live_taps(causal_mask(3, "B", 4, 6), 3, 3) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+  assert len(live_taps(causal_mask(7, "A", 1, 6), 7, 7)) == 24
+  assert len(live_taps(None, 3, 3)) == 9
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 4))
+  mask = causal_mask(3, "B", 4, 6)
+  ref = nn.Conv(6, (3, 3), padding="SAME", mask=jnp.asarray(mask))
+  params = _perturbed(ref.init(jax.random.PRNGKey(1), x))
+  ours = Conv(6, (3, 3), mask=mask, impl="matmul")
+  loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+  np.testing.assert_allclose(jax.jit(ours.apply)(params, x), ref.apply(params, x),
+                             atol=2e-5, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(ours), (0, 1)))(params, x)),
+                  jax.tree.leaves(jax.grad(loss(ref), (0, 1))(params, x))):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+  # A kernel with no live tap leaves the bias.
+  empty = Conv(6, (3, 3), mask=np.zeros((3, 3, 4, 6), np.float32), impl="matmul")
+  np.testing.assert_allclose(empty.apply(params, x), np.broadcast_to(
+      params["params"]["bias"], (2, 9, 9, 6)), atol=0)

@@ -53,7 +53,7 @@ class MaskedConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     mask = causal_mask(self.kernel_size, self.mask_type, x.shape[-1], self.features)
-    return Conv(self.features, (self.kernel_size, self.kernel_size), mask=jnp.asarray(mask),
+    return Conv(self.features, (self.kernel_size, self.kernel_size), mask=mask,
                 dtype=self.dtype)(x)  # 'SAME', stride 1
 
 
