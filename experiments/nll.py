@@ -47,7 +47,8 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
   ll = lik.evaluate_dataset(fn, state, images, jax.random.PRNGKey(seed), batch_size)
   nll = float(-np.mean(ll))
   num_dims = int(np.prod(images.shape[1:]))
-  return {"workdir": workdir, "model": config.model, "dataset": config.dataset,
+  return {"workdir": workdir, "step": int(jax.device_get(state.step)),  # the checkpoint's
+          "model": config.model, "dataset": config.dataset,
           "num_test": int(len(images)), "iw_samples": k if config.family == "vae" else None,
           "iw_chunk": config.iw_chunk if config.family == "vae" else None,
           "nll_nats": nll, "sem_nats": float(np.std(ll) / np.sqrt(len(ll))),

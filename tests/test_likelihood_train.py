@@ -107,7 +107,7 @@ def test_smoke_config_trains_through_the_loop_and_nll_script(tmp_path):
   from genjax.train.loop import train  # pylint: disable=import-outside-toplevel
 
   workdir = str(tmp_path / "vae")
-  train(vae_mlp.get_config("smoke"), workdir, quiet=True)
+  state = train(vae_mlp.get_config("smoke"), workdir, quiet=True)
   assert os.path.exists(os.path.join(workdir, "loss_curve.png"))
   # Scripts with absl flags run as scripts: importing two of them in one process would define
   # their shared flag names (--seed, --out, ...) twice.
@@ -116,5 +116,6 @@ def test_smoke_config_trains_through_the_loop_and_nll_script(tmp_path):
               "--batch_size=25", "--iw_chunk=5", f"--out={out}"])
   result = json.loads(out.read_text())
   assert (result["num_test"], result["iw_samples"], result["iw_chunk"]) == (50, 10, 5)
+  assert result["step"] == int(state.step) > 0  # the evaluated checkpoint is the last one
   assert 0 < result["nll_nats"] < 784 * np.log(2)  # better than a coin per pixel
   assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / 784 / np.log(2))
