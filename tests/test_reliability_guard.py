@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.train import guard
+from genjax.train import guard, parallel
 
 
 @flax.struct.dataclass
@@ -37,13 +37,9 @@ def init():
 
 
 def run(step, xs, guarded):
-  if not guarded:
-    return jax.jit(lambda s: jax.lax.scan(step, s, xs))(init())
-  def epoch(s):
-    (s, rec), metrics = jax.lax.scan(guard.guard_step(step), (s, guard.healthy()), xs)
-    return s, {**metrics, **guard.as_metrics(guard.check_epoch_end(rec, metrics, s))}
-
-  return jax.jit(epoch)(init())
+  """One epoch of `step` over `xs` through the loop's own scan (the guarded path: per-step
+  checks, then the epoch-end check of the optimizer states)."""
+  return jax.jit(lambda s: parallel.scan_epoch(step, s, xs, guard=guarded))(init())
 
 
 XS = jnp.linspace(-1.0, 1.0, 10 * 3).reshape(10, 3)
