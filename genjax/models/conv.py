@@ -40,10 +40,15 @@ def _conv_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
+def _all_taps(kh: int, kw: int) -> list[tuple[int, int]]:
+  """Every kernel tap (ty, tx), in the kernel's own row-major order."""
+  return [(ty, tx) for ty in range(kh) for tx in range(kw)]
+
+
 def live_taps(mask: Any, kh: int, kw: int) -> list[tuple[int, int]]:
   """The kernel taps (ty, tx) that a [kh, kw, ...] mask leaves any non-zero entry in: all of
   them without a mask or with a traced one (its values are unknown while tracing)."""
-  every = [(ty, tx) for ty in range(kh) for tx in range(kw)]
+  every = _all_taps(kh, kw)
   if mask is None:
     return every
   try:
@@ -63,7 +68,7 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   less copying and multiplying: PixelCNN's 3x3 type-B mask keeps 5 of 9 taps."""
   b, h, w, _ = x.shape
   kh, kw, c, o = kernel.shape
-  every = [(ty, tx) for ty in range(kh) for tx in range(kw)]
+  every = _all_taps(kh, kw)
   taps = every if taps is None else list(taps)
   sy, sx = strides
   (py, px) = _conv_same_padding(h, kh, sy), _conv_same_padding(w, kw, sx)
