@@ -41,6 +41,62 @@ def test_bf16_gradients_match_fp32_gradients_of_the_same_operands():
                                atol=2e-2 * float(jnp.abs(want).max()))
 
 
+def test_fp32_weight_is_cast_inside_and_its_gradient_stays_fp32():
+  """An fp32 weight (the parameters' dtype) is multiplied as bf16, and its gradient leaves the
+  fp32-accumulating product unrounded: the float64 product of the same bf16 operands."""
+  x, w_bf16 = _operands()
+  w = jax.random.normal(jax.random.PRNGKey(2), w_bf16.shape)  # fp32
+  c = jax.random.normal(jax.random.PRNGKey(1), (6, 5)).astype(jnp.bfloat16)
+  out, vjp = jax.vjp(mixed_matmul, x, w)
+  np.testing.assert_array_equal(out, mixed_matmul(x, w.astype(jnp.bfloat16)))
+  dx, dw = vjp(c.astype(jnp.float32))
+  assert dx.dtype == jnp.bfloat16 and dw.dtype == jnp.float32
+  exact = np.asarray(x, np.float64).T @ np.asarray(c, np.float64)
+  np.testing.assert_allclose(dw, exact, rtol=1e-5, atol=1e-5)
+
+
+def _converts_to_bf16(fn, *args) -> list[tuple[int, ...]]:
+  """Shapes of every fp32 -> bf16 conversion in `fn`'s jaxpr (nested bodies included)."""
+  shapes = []
+
+  def visit(jx):
+    for eqn in jx.eqns:
+      if (eqn.primitive.name == "convert_element_type"
+          and eqn.invars[0].aval.dtype == jnp.float32
+          and eqn.outvars[0].aval.dtype == jnp.bfloat16):
+        shapes.append(tuple(eqn.outvars[0].aval.shape))
+      for p in eqn.params.values():
+        inner = getattr(p, "jaxpr", None)
+        if inner is not None:
+          visit(getattr(inner, "jaxpr", inner))
+  visit(jax.make_jaxpr(fn)(*args).jaxpr)
+  return shapes
+
+
+def test_each_kernel_is_cast_to_bf16_once_per_forward_and_backward():
+  """The backward pass reuses the forward's bf16 kernels and returns fp32 kernel gradients:
+  no kernel goes fp32 -> bf16 a second time (nor its gradient bf16 -> fp32)."""
+  g = MLPGenerator(dtype=jnp.bfloat16)
+  z = jnp.ones((4, 100))
+  params = g.init(jax.random.PRNGKey(0), z)
+  grads_fn = jax.grad(lambda p: jnp.sum(g.apply(p, z) ** 2))
+  kernels = sorted(tuple(k.shape) for k in jax.tree.leaves(params) if k.ndim == 2)
+  cast = sorted(s for s in _converts_to_bf16(grads_fn, params) if len(s) == 2 and s in kernels)
+  assert cast == kernels, cast
+  grads = grads_fn(params)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(grads))
+
+
+def test_bf16_dense_has_flax_dense_parameters():
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 7))
+  ours, ref = dense(4, dtype=jnp.bfloat16), nn.Dense(4, dtype=jnp.bfloat16)
+  mine, theirs = ours.init(jax.random.PRNGKey(1), x), ref.init(jax.random.PRNGKey(1), x)
+  assert jax.tree.structure(mine) == jax.tree.structure(theirs)
+  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
+    np.testing.assert_array_equal(a, b)  # same initial values: same keys, same order
+  np.testing.assert_allclose(ours.apply(theirs, x), ref.apply(theirs, x), atol=5e-2)
+
+
 def _dot_operand_dtypes(fn, *args):
   jaxpr = jax.make_jaxpr(fn)(*args)
   found = []

@@ -9,13 +9,20 @@ operand, i.e. fp32 matmuls again; `mixed_dot_general`'s VJP casts the cotangent 
 operands' bf16 (which is what the cotangent of a bf16 result already is) so that both
 gradient products are bf16 x bf16 -> fp32 as well.
 
-`mixed_dot_general` has `jax.lax.dot_general`'s signature and serves as the `dot_general`
-of `nn.Dense` (`dense(...)` builds such a layer); `mixed_matmul` is the plain `x @ w` of the
-matmul-form convolutions. fp32 operands take ordinary `lax.dot_general`: the fp32 models
-compute exactly as before.
+The weight may come in fp32 (the parameters' dtype): it is then cast to bf16 inside the
+product, the bf16 copy is what the backward pass reuses, and the weight's gradient leaves the
+fp32-accumulating product as it is, in fp32. Casting the kernel before the product (as
+`nn.Dense` does) would instead cast the gradient to bf16 and back, two extra passes over every
+kernel per step on the backward pass's critical path, and a bf16 rounding of the gradient.
+
+`Dense` is `nn.Dense` with that product for bf16 compute (`dense(...)` builds one);
+`mixed_dot_general` has `jax.lax.dot_general`'s signature for layers that cast their own
+operands; `mixed_matmul` is the plain `x @ w` of the matmul-form convolutions. fp32 operands
+take ordinary `lax.dot_general`: the fp32 models compute exactly as before.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -26,34 +33,37 @@ from jax import lax
 _CONTRACT_LAST_FIRST = (((1,), (0,)), ((), ()))
 
 
-@jax.custom_vjp
-def _bf16_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-  """[m, k] bf16 @ [k, n] bf16 -> [m, n] fp32."""
-  return lax.dot_general(x, w, _CONTRACT_LAST_FIRST, preferred_element_type=jnp.float32)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _bf16_matmul(x: jax.Array, w: jax.Array, w_dtype: Any) -> jax.Array:
+  """[m, k] bf16 @ [k, n] (bf16, or fp32 cast here) -> [m, n] fp32."""
+  return lax.dot_general(x, w.astype(jnp.bfloat16), _CONTRACT_LAST_FIRST,
+                         preferred_element_type=jnp.float32)
 
 
-def _bf16_matmul_fwd(x, w):
-  return _bf16_matmul(x, w), (x, w)
+def _bf16_matmul_fwd(x, w, w_dtype):
+  w = w.astype(jnp.bfloat16)  # Cast once; the backward pass reuses this copy.
+  return lax.dot_general(x, w, _CONTRACT_LAST_FIRST, preferred_element_type=jnp.float32), (x, w)
 
 
-def _bf16_matmul_bwd(residuals, g):
+def _bf16_matmul_bwd(w_dtype, residuals, g):
   x, w = residuals
   g = g.astype(x.dtype)
   dx = lax.dot_general(g, w, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
   dw = lax.dot_general(x, g, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-  return dx.astype(x.dtype), dw.astype(w.dtype)
+  return dx.astype(x.dtype), dw.astype(w_dtype)
 
 
 _bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
 
 
 def mixed_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-  """x [..., k] @ w [k, n]: bf16 operands give an fp32 result (fp32 accumulation); other
-  dtypes an ordinary matmul."""
-  if x.dtype != jnp.bfloat16 or w.dtype != jnp.bfloat16:
+  """x [..., k] @ w [k, n]: a bf16 `x` with a bf16 or fp32 `w` gives an fp32 result (bf16
+  operands, fp32 accumulation; `w`'s gradient in `w`'s dtype); other dtypes an ordinary
+  matmul."""
+  if x.dtype != jnp.bfloat16 or w.dtype not in (jnp.bfloat16, jnp.float32):
     return x @ w
   lead = x.shape[:-1]
-  out = _bf16_matmul(x.reshape((-1, x.shape[-1])), w)
+  out = _bf16_matmul(x.reshape((-1, x.shape[-1])), w, w.dtype)
   return out.reshape(lead + (w.shape[-1],))
 
 
@@ -70,6 +80,24 @@ def mixed_dot_general(lhs, rhs, dimension_numbers, precision=None,
                          preferred_element_type=preferred_element_type, **kwargs)
 
 
-def dense(features: int, **kwargs: Any) -> nn.Dense:
-  """`nn.Dense` whose bf16 product accumulates and returns in fp32 (`mixed_dot_general`)."""
-  return nn.Dense(features, dot_general=mixed_dot_general, **kwargs)
+class Dense(nn.Dense):
+  """`nn.Dense` whose bf16 compute multiplies bf16 inputs with the fp32 kernel through
+  `mixed_matmul` (fp32 accumulation and result, the kernel's gradient in fp32). Same
+  parameters and names as `nn.Dense`; other compute dtypes are `nn.Dense` itself."""
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    if self.dtype != jnp.bfloat16 or self.param_dtype != jnp.float32:
+      return super().__call__(inputs)
+    kernel = self.param("kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features),
+                        self.param_dtype)
+    y = mixed_matmul(inputs.astype(jnp.bfloat16), kernel)
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+      y = y + bias.astype(jnp.bfloat16)
+    return y
+
+
+def dense(features: int, **kwargs: Any) -> Dense:
+  """A `Dense` layer: for bf16 compute its product accumulates and returns in fp32."""
+  return Dense(features, dot_general=mixed_dot_general, **kwargs)
