@@ -41,6 +41,21 @@ def test_bf16_gradients_match_fp32_gradients_of_the_same_operands():
                                atol=2e-2 * float(jnp.abs(want).max()))
 
 
+def _equations(fn, *args) -> list:
+  """Every equation of `fn`'s jaxpr, those of jit / scan / remat / custom-VJP bodies included."""
+  found = []
+
+  def visit(jx):
+    for eqn in jx.eqns:
+      found.append(eqn)
+      for p in eqn.params.values():  # nested bodies (ClosedJaxpr or Jaxpr)
+        inner = getattr(p, "jaxpr", None)
+        if inner is not None:
+          visit(getattr(inner, "jaxpr", inner))
+  visit(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
 def test_fp32_weight_is_cast_inside_and_its_gradient_stays_fp32():
   """An fp32 weight (the parameters' dtype) is multiplied as bf16, and its gradient leaves the
   fp32-accumulating product unrounded: the float64 product of the same bf16 operands."""
@@ -57,20 +72,10 @@ def test_fp32_weight_is_cast_inside_and_its_gradient_stays_fp32():
 
 def _converts_to_bf16(fn, *args) -> list[tuple[int, ...]]:
   """Shapes of every fp32 -> bf16 conversion in `fn`'s jaxpr (nested bodies included)."""
-  shapes = []
-
-  def visit(jx):
-    for eqn in jx.eqns:
-      if (eqn.primitive.name == "convert_element_type"
+  return [tuple(eqn.outvars[0].aval.shape) for eqn in _equations(fn, *args)
+          if eqn.primitive.name == "convert_element_type"
           and eqn.invars[0].aval.dtype == jnp.float32
-          and eqn.outvars[0].aval.dtype == jnp.bfloat16):
-        shapes.append(tuple(eqn.outvars[0].aval.shape))
-      for p in eqn.params.values():
-        inner = getattr(p, "jaxpr", None)
-        if inner is not None:
-          visit(getattr(inner, "jaxpr", inner))
-  visit(jax.make_jaxpr(fn)(*args).jaxpr)
-  return shapes
+          and eqn.outvars[0].aval.dtype == jnp.bfloat16]
 
 
 def test_each_kernel_is_cast_to_bf16_once_per_forward_and_backward():
@@ -98,20 +103,8 @@ def test_bf16_dense_has_flax_dense_parameters():
 
 
 def _dot_operand_dtypes(fn, *args):
-  jaxpr = jax.make_jaxpr(fn)(*args)
-  found = []
-
-  def visit(jx):
-    for eqn in jx.eqns:
-      if eqn.primitive.name == "dot_general":
-        found.append(tuple(str(v.aval.dtype) for v in eqn.invars)
-                     + (str(eqn.outvars[0].aval.dtype),))
-      for p in eqn.params.values():  # jit / scan / remat bodies (ClosedJaxpr or Jaxpr)
-        inner = getattr(p, "jaxpr", None)
-        if inner is not None:
-          visit(getattr(inner, "jaxpr", inner))
-  visit(jaxpr.jaxpr)
-  return found
+  return [tuple(str(v.aval.dtype) for v in eqn.invars) + (str(eqn.outvars[0].aval.dtype),)
+          for eqn in _equations(fn, *args) if eqn.primitive.name == "dot_general"]
 
 
 def test_forward_and_both_gradient_products_are_bf16_in_fp32_out():
