@@ -82,8 +82,9 @@ def mixed_dot_general(lhs, rhs, dimension_numbers, precision=None,
 
 class Dense(nn.Dense):
   """`nn.Dense` whose bf16 compute multiplies bf16 inputs with the fp32 kernel through
-  `mixed_matmul` (fp32 accumulation and result, the kernel's gradient in fp32). Same
-  parameters and names as `nn.Dense`; other compute dtypes are `nn.Dense` itself."""
+  `mixed_matmul` (fp32 accumulation and result, the kernel's gradient in fp32), whatever
+  `dot_general` it is given. Same parameters and names as `nn.Dense`; other compute dtypes
+  (or non-fp32 parameters) are `nn.Dense` itself."""
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
