@@ -5,7 +5,7 @@ runs that product through a generic path (no faster than fp32), while a bf16 x b
 product (`preferred_element_type=float32`) reaches the CPU's bf16 matrix units (AMX /
 AVX-512-BF16) and, on GPUs and TPUs, is what their matrix units compute anyway. Left to
 autodiff, that product's backward pass would multiply the fp32 cotangent with a bf16
-operand, i.e. fp32 matmuls again; `mixed_dot_general`'s VJP casts the cotangent to the
+operand, i.e. fp32 matmuls again; `mixed_matmul`'s VJP casts the cotangent to the
 operands' bf16 (which is what the cotangent of a bf16 result already is) so that both
 gradient products are bf16 x bf16 -> fp32 as well.
 
@@ -16,9 +16,8 @@ fp32-accumulating product as it is, in fp32. Casting the kernel before the produ
 kernel per step on the backward pass's critical path, and a bf16 rounding of the gradient.
 
 `Dense` is `nn.Dense` with that product for bf16 compute (`dense(...)` builds one);
-`mixed_dot_general` has `jax.lax.dot_general`'s signature for layers that cast their own
-operands; `mixed_matmul` is the plain `x @ w` of the matmul-form convolutions. fp32 operands
-take ordinary `lax.dot_general`: the fp32 models compute exactly as before.
+`mixed_matmul` is also the plain `x @ w` of the matmul-form convolutions. Other compute
+dtypes take ordinary products: the fp32 models compute exactly as before.
 """
 from __future__ import annotations
 
@@ -67,28 +66,15 @@ def mixed_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   return out.reshape(lead + (w.shape[-1],))
 
 
-def mixed_dot_general(lhs, rhs, dimension_numbers, precision=None,
-                      preferred_element_type=None, **kwargs):
-  """`lax.dot_general` with `mixed_matmul` for a bf16 Dense layer's product (contract the
-  last axis of `lhs` with the first of a 2-D `rhs`, no batch axes)."""
-  (lhs_contract, rhs_contract), batch = dimension_numbers
-  is_dense = (rhs.ndim == 2 and tuple(lhs_contract) == (lhs.ndim - 1,)
-              and tuple(rhs_contract) == (0,) and batch == ((), ()))
-  if is_dense and lhs.dtype == jnp.bfloat16 and rhs.dtype == jnp.bfloat16:
-    return mixed_matmul(lhs, rhs)
-  return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                         preferred_element_type=preferred_element_type, **kwargs)
-
-
 class Dense(nn.Dense):
-  """`nn.Dense` whose bf16 compute multiplies bf16 inputs with the fp32 kernel through
-  `mixed_matmul` (fp32 accumulation and result, the kernel's gradient in fp32), whatever
-  `dot_general` it is given. Same parameters and names as `nn.Dense`; other compute dtypes
-  (or non-fp32 parameters) are `nn.Dense` itself."""
+  """`nn.Dense` whose bf16 compute multiplies bf16 inputs with the uncast kernel through
+  `mixed_matmul` (fp32 accumulation and result, the kernel's gradient in the parameters'
+  dtype), whatever `dot_general` it is given. Same parameters and names as `nn.Dense`; other
+  compute dtypes (or parameters neither fp32 nor bf16) are `nn.Dense` itself."""
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    if self.dtype != jnp.bfloat16 or self.param_dtype != jnp.float32:
+    if self.dtype != jnp.bfloat16 or self.param_dtype not in (jnp.float32, jnp.bfloat16):
       return super().__call__(inputs)
     kernel = self.param("kernel", self.kernel_init, (jnp.shape(inputs)[-1], self.features),
                         self.param_dtype)
@@ -101,4 +87,4 @@ class Dense(nn.Dense):
 
 def dense(features: int, **kwargs: Any) -> Dense:
   """A `Dense` layer: for bf16 compute its product accumulates and returns in fp32."""
-  return Dense(features, dot_general=mixed_dot_general, **kwargs)
+  return Dense(features, **kwargs)
