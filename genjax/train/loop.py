@@ -38,8 +38,10 @@ class Setup(NamedTuple):
 
 
 def build(config: ml_collections.ConfigDict, example_images: np.ndarray) -> Setup:
-  """Task, mesh and state shapes for `config`; `example_images` is one uint8 batch."""
+  """Task, mesh and state shapes for `config`; `example_images` is one uint8 batch. Sets
+  JAX's default PRNG to `config.prng_impl` (`genjax.config.use_prng_impl`)."""
   config_lib.validate(config)
+  config_lib.use_prng_impl(config)
   mesh = parallel.make_mesh(config.num_devices)
   parallel.check_batch_size(config.batch_size, mesh)
   task = get_task(config)

@@ -1,0 +1,56 @@
+"""config.prng_impl: a run's keys come from the chosen JAX PRNG, resume stays exact under it,
+and a checkpoint made under another PRNG is named as such."""
+import importlib.util
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from genjax import checkpoint as ck
+from genjax import config as config_lib
+from genjax.train import loop
+
+_SPEC = importlib.util.spec_from_file_location(
+    "fault_injection", os.path.join(os.path.dirname(__file__), "..", "experiments",
+                                    "fault_injection.py"))
+fi = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fi)
+
+
+@pytest.fixture(autouse=True)
+def restore_default_prng():
+  """`loop.build` sets JAX's default PRNG process-wide; later tests get JAX's own back."""
+  old = jax.config.jax_default_prng_impl
+  yield
+  jax.config.update("jax_default_prng_impl", old)
+
+
+def train(workdir, epochs, prng_impl):
+  return loop.train(fi.make_config(0, epochs=epochs, prng_impl=prng_impl), str(workdir),
+                    quiet=True, dataset=fi.subset_dataset())
+
+
+def test_unknown_prng_is_a_clear_error():
+  config = config_lib.override(config_lib.base_config(), {"prng_impl": "mt19937"})
+  with pytest.raises(ValueError, match="config.prng_impl='mt19937'; use one of"):
+    config_lib.validate(config)
+
+
+def test_philox_run_resumes_exactly(tmp_path):
+  straight = train(tmp_path / "straight", 2, "philox2x32")
+  assert straight.key.shape == (1,)  # Philox 2x32's key, not threefry's (2,).
+  train(tmp_path / "stopped", 1, "philox2x32")
+  resumed = train(tmp_path / "stopped", 2, "philox2x32")
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  threefry = train(tmp_path / "threefry", 2, "threefry2x32")
+  assert threefry.key.shape == (2,)
+  assert not np.array_equal(np.asarray(threefry.g_params["params"]["Dense_0"]["kernel"]),
+                            np.asarray(straight.g_params["params"]["Dense_0"]["kernel"]))
+
+
+def test_checkpoint_of_another_prng_is_named(tmp_path):
+  train(tmp_path / "run", 1, "threefry2x32")
+  with pytest.raises(ck.CheckpointMismatchError, match="key"):
+    train(tmp_path / "run", 2, "philox2x32")
