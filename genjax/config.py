@@ -24,9 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   # Every key of the run (init, shuffling, noise, dropout) comes from this JAX PRNG.
-  # 'threefry2x32' is JAX's default; the Philox ones draw other (equally good) random
-  # numbers and compile unrolled on CPU, where JAX's threefry runs as a loop: the MLP GAN's
-  # step is ~10 % faster there with 'philox2x32' (experiments/RESULTS.md).
+  # 'threefry2x32' is JAX's default; the Philox ones draw other random numbers of the same
+  # distributions and compile unrolled on CPU, where JAX's threefry runs as a loop: the MLP
+  # GAN's step is ~10 % faster there with 'philox2x32' (experiments/RESULTS.md).
   c.prng_impl = "threefry2x32"
   # Model.
   c.family = "gan"            # Which training task: see genjax.train.tasks.
