@@ -1,21 +1,13 @@
 """config.prng_impl: a run's keys come from the chosen JAX PRNG, resume stays exact under it,
 and a checkpoint made under another PRNG is named as such."""
-import importlib.util
-import os
-
 import jax
 import numpy as np
 import pytest
 
+from experiments import fault_injection as fi
 from genjax import checkpoint as ck
 from genjax import config as config_lib
 from genjax.train import loop
-
-_SPEC = importlib.util.spec_from_file_location(
-    "fault_injection", os.path.join(os.path.dirname(__file__), "..", "experiments",
-                                    "fault_injection.py"))
-fi = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fi)
 
 
 @pytest.fixture(autouse=True)

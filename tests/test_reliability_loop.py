@@ -2,7 +2,6 @@
 and clear errors for bad inputs. Runs the tiny config of experiments/fault_injection.py;
 a persistent compilation cache lets the subprocesses reuse this process's compiles. Runs
 are 4 epochs of 4 steps (the script's trials run 8)."""
-import importlib.util
 import os
 import shutil
 import time
@@ -11,14 +10,9 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import fault_injection as fi
 from genjax import checkpoint as ck
 from genjax.train import guard, loop
-
-_SPEC = importlib.util.spec_from_file_location(
-    "fault_injection", os.path.join(os.path.dirname(__file__), "..", "experiments",
-                                    "fault_injection.py"))
-fi = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fi)
 
 
 @pytest.fixture(scope="module")
