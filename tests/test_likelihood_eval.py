@@ -78,3 +78,35 @@ def test_evaluate_dataset_pads_the_last_batch_and_keeps_order():
   out = lik.evaluate_dataset(fn, 1.0, images, jax.random.PRNGKey(0), batch_size=3)
   expected = (images.astype(np.float32) / 127.5 - 1.0).reshape(7, -1).sum(-1) + 1.0
   np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_evaluate_dataset_from_a_later_batch_matches_the_whole_split():
+  images = np.arange(7 * 4, dtype=np.uint8).reshape(7, 2, 2, 1)
+  fn = lambda state, x, key: x.reshape(x.shape[0], -1).sum(-1) + jax.random.uniform(
+      key, (x.shape[0],))  # the batch key matters, as a binarisation's does
+  key = jax.random.PRNGKey(0)
+  whole = lik.evaluate_dataset(fn, None, images, key, batch_size=3)
+  later = lik.evaluate_dataset(fn, None, images[3:], key, batch_size=3, first_batch=1)
+  np.testing.assert_allclose(later, whole[3:], rtol=1e-6)
+  unaligned = lik.evaluate_dataset(fn, None, images[3:], key, batch_size=3)
+  assert not np.allclose(unaligned, whole[3:])
+
+
+def _part(start, values, **overrides):
+  return {"workdir": "w", "step": 5, "iw_samples": 10, "seed": 0, "batch_size": 2,
+          "num_dims": 784, "start": start, "log_likelihoods": values, **overrides}
+
+
+def test_merge_parts_pools_disjoint_ranges_and_names_what_does_not_fit():
+  merged = lik.merge_parts([_part(2, [-3.0, -5.0]), _part(0, [-1.0, -3.0])])
+  assert (merged["start"], merged["num_test"], merged["contiguous"]) == (0, 4, True)
+  assert merged["nll_nats"] == pytest.approx(3.0)
+  assert merged["sem_nats"] == pytest.approx(np.std([1.0, 3.0, 3.0, 5.0]) / 2.0)
+  assert merged["bits_per_dim"] == pytest.approx(3.0 / 784 / np.log(2))
+  assert not lik.merge_parts([_part(0, [-1.0]), _part(4, [-2.0])])["contiguous"]
+  with pytest.raises(ValueError, match="overlap"):
+    lik.merge_parts([_part(0, [-1.0, -2.0]), _part(1, [-1.0])])
+  with pytest.raises(ValueError, match=r"differ in \['step'\]"):
+    lik.merge_parts([_part(0, [-1.0]), _part(2, [-1.0], step=6)])
+  with pytest.raises(ValueError, match="log_likelihoods"):
+    lik.merge_parts([{k: v for k, v in _part(0, [-1.0]).items() if k != "log_likelihoods"}])

@@ -119,3 +119,34 @@ def test_smoke_config_trains_through_the_loop_and_nll_script(tmp_path):
   assert result["step"] == int(state.step) > 0  # the evaluated checkpoint is the last one
   assert 0 < result["nll_nats"] < 784 * np.log(2)  # better than a coin per pixel
   assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / 784 / np.log(2))
+
+  # An evaluation split in two (--start) and merged gives the whole one's numbers; a start
+  # off the batch grid is refused. One fresh process imports the script's functions.
+  code = f"""
+import json
+from experiments import nll
+kw = dict(iw_samples=10, batch_size=25, iw_chunk=5, per_image=True)
+whole = nll.test_nll({workdir!r}, num_test=50, **kw)
+parts = [nll.test_nll({workdir!r}, start=s, num_test=25, **kw) for s in (25, 0)]
+for i, part in enumerate(parts):
+  with open({str(tmp_path)!r} + f'/part{{i}}.json', 'w') as f:
+    json.dump(part, f)
+merged = nll.merged([{str(tmp_path)!r} + f'/part{{i}}.json' for i in (0, 1)])
+try:
+  nll.test_nll({workdir!r}, start=10, num_test=25, **kw)
+  error = ''
+except ValueError as e:
+  error = str(e)
+print(json.dumps(dict(whole=whole, parts=parts, merged=merged, error=error)))
+"""
+  out = json.loads(run_python(code).stdout.strip().splitlines()[-1])
+  whole, parts, merged = out["whole"], out["parts"], out["merged"]
+  assert whole["nll_nats"] == pytest.approx(result["nll_nats"], rel=1e-6)
+  np.testing.assert_allclose(parts[0]["log_likelihoods"], whole["log_likelihoods"][25:],
+                             rtol=1e-6)
+  np.testing.assert_allclose(parts[1]["log_likelihoods"], whole["log_likelihoods"][:25],
+                             rtol=1e-6)
+  assert (merged["start"], merged["num_test"], merged["contiguous"]) == (0, 50, True)
+  assert merged["nll_nats"] == pytest.approx(whole["nll_nats"], rel=1e-6)
+  assert merged["sem_nats"] == pytest.approx(whole["sem_nats"], rel=1e-4)
+  assert "multiple of --batch_size=25" in out["error"]

@@ -89,13 +89,15 @@ def iw_log_likelihood(log_weights_fn: Callable[[jax.Array, int], jax.Array], key
 
 
 def evaluate_dataset(log_likelihood_fn: Callable, state, images_u8: np.ndarray,
-                     key: jax.Array, batch_size: int = 100) -> np.ndarray:
+                     key: jax.Array, batch_size: int = 100, first_batch: int = 0) -> np.ndarray:
   """log p(x) in nats for every image, in fixed-shape jitted batches (the last one padded).
 
   Args:
     log_likelihood_fn: (state, images f32[B,H,W,C] in [-1,1], key) -> f32[B]; jitted here.
     images_u8: uint8 [N, H, W, C].
-    key: batch i uses fold_in(key, i), so a fixed key gives a fixed binarisation.
+    key: batch i uses fold_in(key, first_batch + i), so a fixed key gives a fixed
+      binarisation, and images[j * batch_size:] evaluated with first_batch=j get the values
+      a whole-split evaluation gives them (an evaluation split over several runs).
   """
   fn = jax.jit(log_likelihood_fn)
   n = images_u8.shape[0]
@@ -105,7 +107,8 @@ def evaluate_dataset(log_likelihood_fn: Callable, state, images_u8: np.ndarray,
     pad = batch_size - batch.shape[0]
     if pad:
       batch = np.concatenate([batch, np.repeat(batch[-1:], pad, axis=0)])
-    ll = np.asarray(jax.device_get(fn(state, to_float(batch), jax.random.fold_in(key, i))))
+    batch_key = jax.random.fold_in(key, first_batch + i)
+    ll = np.asarray(jax.device_get(fn(state, to_float(batch), batch_key)))
     out.append(ll[:batch_size - pad])
   return np.concatenate(out)
 
@@ -124,3 +127,37 @@ def get_log_likelihood_fn(config, *, iw_samples: int | None = None) -> Callable:
     return make_log_likelihood(config)
   raise ValueError(f"config.family={config.family!r} has no likelihood; use 'vae' or "
                    "'pixelcnn'.")
+
+
+def merge_parts(parts: list[dict]) -> dict:
+  """Per-image results of disjoint test ranges -> one result over their union.
+
+  Each part is a dict with 'start' (first test image), 'log_likelihoods' (per image) and the
+  keys that must agree for the parts to be one evaluation: 'workdir', 'step', 'iw_samples',
+  'seed', 'batch_size', 'num_dims'. Overlapping ranges or disagreeing keys raise one error
+  naming them. Returns {'start', 'num_test', 'nll_nats', 'sem_nats', 'bits_per_dim',
+  'contiguous'} and the shared keys.
+  """
+  if not parts:
+    raise ValueError("merge_parts: no parts given.")
+  shared = ("workdir", "step", "iw_samples", "seed", "batch_size", "num_dims")
+  for part in parts:
+    missing = [k for k in (*shared, "start", "log_likelihoods") if k not in part]
+    if missing:
+      raise ValueError(f"merge_parts: a part lacks {missing} (write parts with --per_image).")
+    differing = [k for k in shared if part[k] != parts[0][k]]
+    if differing:
+      raise ValueError(f"merge_parts: parts differ in {differing}: "
+                       f"{[(k, parts[0][k], part[k]) for k in differing]}.")
+  ranges = sorted((p["start"], p["start"] + len(p["log_likelihoods"])) for p in parts)
+  for (_, end), (start, _) in zip(ranges, ranges[1:]):
+    if start < end:
+      raise ValueError(f"merge_parts: test ranges overlap: {ranges}.")
+  ll = np.concatenate([np.asarray(p["log_likelihoods"], np.float64)
+                       for p in sorted(parts, key=lambda p: p["start"])])
+  contiguous = all(end == start for (_, end), (start, _) in zip(ranges, ranges[1:]))
+  nll = float(-ll.mean())
+  return {**{k: parts[0][k] for k in shared}, "start": ranges[0][0], "num_test": int(len(ll)),
+          "contiguous": contiguous, "nll_nats": nll,
+          "sem_nats": float(ll.std() / np.sqrt(len(ll))),
+          "bits_per_dim": float(nats_to_bits_per_dim(nll, parts[0]["num_dims"]))}
