@@ -90,6 +90,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
+  if _MERGE.value and _WORKDIR.value:
+    raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts), not both.")
   if _MERGE.value:
     result = merged(_MERGE.value)
   elif _WORKDIR.value:

@@ -93,7 +93,7 @@ def test_evaluate_dataset_from_a_later_batch_matches_the_whole_split():
 
 
 def _part(start, values, **overrides):
-  return {"workdir": "w", "step": 5, "iw_samples": 10, "seed": 0, "batch_size": 2,
+  return {"workdir": "w", "step": 5, "iw_samples": 10, "iw_chunk": 5, "seed": 0, "batch_size": 2,
           "num_dims": 784, "start": start, "log_likelihoods": values, **overrides}
 
 
@@ -108,5 +108,7 @@ def test_merge_parts_pools_disjoint_ranges_and_names_what_does_not_fit():
     lik.merge_parts([_part(0, [-1.0, -2.0]), _part(1, [-1.0])])
   with pytest.raises(ValueError, match=r"differ in \['step'\]"):
     lik.merge_parts([_part(0, [-1.0]), _part(2, [-1.0], step=6)])
+  with pytest.raises(ValueError, match=r"differ in \['iw_chunk'\]"):
+    lik.merge_parts([_part(0, [-1.0]), _part(2, [-1.0], iw_chunk=10)])
   with pytest.raises(ValueError, match="log_likelihoods"):
     lik.merge_parts([{k: v for k, v in _part(0, [-1.0]).items() if k != "log_likelihoods"}])
