@@ -62,16 +62,13 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
   began = time.time()
   ll = lik.evaluate_dataset(fn, state, images, jax.random.PRNGKey(seed), batch_size,
                             first_batch=start // batch_size)
-  nll = float(-np.mean(ll))
   num_dims = int(np.prod(images.shape[1:]))
   result = {"workdir": workdir, "step": int(jax.device_get(state.step)),  # the checkpoint's
             "model": config.model, "dataset": config.dataset, "start": start,
             "num_test": int(len(images)), "iw_samples": k if config.family == "vae" else None,
             "iw_chunk": config.iw_chunk if config.family == "vae" else None,
             "seed": seed, "batch_size": batch_size, "num_dims": num_dims,
-            "nll_nats": nll, "sem_nats": float(np.std(ll) / np.sqrt(len(ll))),
-            "bits_per_dim": float(lik.nats_to_bits_per_dim(nll, num_dims)),
-            "seconds": round(time.time() - began, 1)}
+            **lik.nll_summary(ll, num_dims), "seconds": round(time.time() - began, 1)}
   if per_image:
     result["log_likelihoods"] = [float(v) for v in ll]
   return result

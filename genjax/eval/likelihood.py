@@ -129,6 +129,15 @@ def get_log_likelihood_fn(config, *, iw_samples: int | None = None) -> Callable:
                    "'pixelcnn'.")
 
 
+def nll_summary(log_likelihoods, num_dims: int) -> dict:
+  """Per-image log p(x) in nats -> {'nll_nats' (mean NLL), 'sem_nats' (its standard error
+  over images), 'bits_per_dim'}."""
+  ll = np.asarray(log_likelihoods, np.float64)
+  nll = float(-ll.mean())
+  return {"nll_nats": nll, "sem_nats": float(ll.std() / np.sqrt(len(ll))),
+          "bits_per_dim": float(nats_to_bits_per_dim(nll, num_dims))}
+
+
 def merge_parts(parts: list[dict]) -> dict:
   """Per-image results of disjoint test ranges -> one result over their union.
 
@@ -149,15 +158,12 @@ def merge_parts(parts: list[dict]) -> dict:
     if differing:
       raise ValueError(f"merge_parts: parts differ in {differing}: "
                        f"{[(k, parts[0][k], part[k]) for k in differing]}.")
-  ranges = sorted((p["start"], p["start"] + len(p["log_likelihoods"])) for p in parts)
+  ordered = sorted(parts, key=lambda p: p["start"])
+  ranges = [(p["start"], p["start"] + len(p["log_likelihoods"])) for p in ordered]
   for (_, end), (start, _) in zip(ranges, ranges[1:]):
     if start < end:
       raise ValueError(f"merge_parts: test ranges overlap: {ranges}.")
-  ll = np.concatenate([np.asarray(p["log_likelihoods"], np.float64)
-                       for p in sorted(parts, key=lambda p: p["start"])])
+  ll = np.concatenate([p["log_likelihoods"] for p in ordered])
   contiguous = all(end == start for (_, end), (start, _) in zip(ranges, ranges[1:]))
-  nll = float(-ll.mean())
   return {**{k: parts[0][k] for k in shared}, "start": ranges[0][0], "num_test": int(len(ll)),
-          "contiguous": contiguous, "nll_nats": nll,
-          "sem_nats": float(ll.std() / np.sqrt(len(ll))),
-          "bits_per_dim": float(nats_to_bits_per_dim(nll, parts[0]["num_dims"]))}
+          "contiguous": contiguous, **nll_summary(ll, parts[0]["num_dims"])}
