@@ -88,8 +88,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.ada_kimg = 100.0          # Thousands of images for p to move by 1 at the full rate.
   c.ada_p_init = 0.0          # Starting augmentation probability (fixed p if ada_kimg huge).
   # --- Likelihood models: families 'vae' and 'pixelcnn' (issue 5, likelihood half). ---
-  # Model sizes are model_args keys: vae_mlp 'hidden', vae_conv 'channels', pixelcnn
-  # 'features' / 'num_blocks' / 'head_features'.
+  # Model sizes are model_args keys: vae_mlp 'hidden', vae_conv 'channels', vae_gated
+  # 'channels' / 'hidden', pixelcnn 'features' / 'num_blocks' / 'head_features'.
   c.lr = 1e-3                 # Adam learning rate of the likelihood models (GANs: lr_g/lr_d).
   c.lr_halflife_steps = 0     # > 0: that lr decays smoothly, halving every this many steps
                               # (optax.exponential_decay); 0: constant.

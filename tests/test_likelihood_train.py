@@ -16,6 +16,7 @@ from tests.conftest import run_python
 TINY = {
     "vae_mlp": ("vae", {"hidden": (64,)}, "loss"),
     "vae_conv": ("vae", {"channels": (8, 16)}, "loss"),
+    "vae_gated": ("vae", {"channels": (4, 8), "hidden": 16}, "loss"),
     "pixelcnn": ("pixelcnn", {"features": 8, "num_blocks": 1, "head_features": 16}, "nll_loss"),
 }
 
@@ -51,6 +52,19 @@ def test_few_steps_lower_the_loss_and_samples_are_images(model):
   assert float(samples.min()) >= -1.0 and float(samples.max()) <= 1.0
   if model == "pixelcnn":  # Ancestral samples are binary: exactly -1 or 1.
     assert set(np.unique(np.asarray(samples))) <= {-1.0, 1.0}
+
+
+def test_gated_conv_is_a_sigmoid_gated_half_of_one_convolution():
+  from genjax.models.conv import Conv, ConvTranspose
+  from genjax.models.vae import GatedConv
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 7, 3))
+  for up, inner, size in ((False, Conv, 4), (True, ConvTranspose, 14)):
+    gated = GatedConv(5, stride=2, up=up)
+    params = gated.init(jax.random.PRNGKey(1), x)
+    y = gated.apply(params, x)
+    hg = inner(10, (5, 5), (2, 2)).apply({"params": params["params"][inner.__name__ + "_0"]}, x)
+    assert y.shape == (2, size, size, 5)
+    np.testing.assert_allclose(y, hg[..., :5] * jax.nn.sigmoid(hg[..., 5:]), rtol=1e-6)
 
 
 def test_gaussian_vae_trains():

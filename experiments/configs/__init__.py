@@ -9,7 +9,7 @@ import ml_collections
 
 from genjax import config as config_lib
 
-MODELS = ("mlp_gan", "dcgan", "cgan", "vae_mlp", "vae_conv", "pixelcnn")
+MODELS = ("mlp_gan", "dcgan", "cgan", "vae_mlp", "vae_conv", "vae_gated", "pixelcnn")
 
 
 def load(model: str, arg: str = "", *, width: int = 0,

@@ -1,4 +1,5 @@
-"""Variational autoencoders as pure Flax modules: MLP and convolutional encoder/decoder.
+"""Variational autoencoders as pure Flax modules: MLP, convolutional and gated convolutional
+encoder/decoder.
 
 The encoder maps images [B,28,28,1] to the mean and log-variance of a diagonal Gaussian
 q(z|x) [B,L]; the decoder maps z [B,L] to per-pixel likelihood parameters [B,28,28,P]:
@@ -98,6 +99,73 @@ class ConvDecoder(nn.Module):
     return out.astype(jnp.float32)  # [B, 28, 28, P]
 
 
+class GatedConv(nn.Module):
+  """h * sigmoid(g), h and g from one convolution with 2 * features outputs: the gated
+  convolution (Dauphin et al. 2017) of the VAEs of Tomczak & Welling (2018) and van den Berg
+  et al. (2018). Stride 2 downsamples; with `up` a stride-2 transposed convolution doubles
+  the size. 'SAME' padding."""
+  features: int
+  kernel: int = 5
+  stride: int = 1
+  up: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    size, stride = (self.kernel, self.kernel), (self.stride, self.stride)
+    if self.up:
+      hg = ConvTranspose(2 * self.features, size, stride, dtype=self.dtype)(x)
+    else:
+      hg = Conv(2 * self.features, size, stride, dtype=self.dtype)(x)
+    h, g = jnp.split(hg, 2, axis=-1)
+    return h * nn.sigmoid(g)
+
+
+def _gated_dense(h: jax.Array, features: int, dtype: Any) -> jax.Array:
+  """The gate of `GatedConv` on a Dense layer (a 7x7 'VALID' convolution of a 7x7 map)."""
+  a, g = jnp.split(dense(2 * features, dtype=dtype)(h), 2, axis=-1)
+  return a * nn.sigmoid(g)
+
+
+class GatedConvEncoder(nn.Module):
+  """images [B,28,28,1] -> (mean, logvar): five 5x5 gated convs, channels (c1, c1, c2, c2,
+  c2) with strides (1, 2, 1, 2, 1) (28 -> 14 -> 7), then a gated Dense to `hidden`."""
+  latent_dim: int
+  channels: Sequence[int] = (32, 64)
+  hidden: int = 256
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    check_input(x, IMAGE_SHAPE, type(self).__name__)
+    c1, c2 = self.channels
+    h = x
+    for ch, stride in ((c1, 1), (c1, 2), (c2, 1), (c2, 2), (c2, 1)):
+      h = GatedConv(ch, stride=stride, dtype=self.dtype)(h)
+    h = _gated_dense(h.reshape((h.shape[0], -1)), self.hidden, self.dtype)  # [B, hidden]
+    return _gaussian_head(h, self.latent_dim, self.dtype)
+
+
+class GatedConvDecoder(nn.Module):
+  """z -> likelihood parameters [B,28,28,P]: a gated Dense to 7x7xc2, then 5x5 gated convs
+  mirroring the encoder (c2 at 7, up to c1 at 14, c1, up to c1 at 28, c1) and a 1x1 conv."""
+  latent_dim: int
+  out_channels: int = 1
+  channels: Sequence[int] = (32, 64)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    check_input(z, (self.latent_dim,), type(self).__name__)
+    c1, c2 = self.channels
+    h = _gated_dense(z, 7 * 7 * c2, self.dtype).reshape((z.shape[0], 7, 7, c2))
+    for ch, stride, up in ((c2, 1, False), (c1, 2, True), (c1, 1, False), (c1, 2, True),
+                           (c1, 1, False)):
+      h = GatedConv(ch, stride=stride, up=up, dtype=self.dtype)(h)  # 7 -> 14 -> 28
+    out = Conv(self.out_channels, (1, 1), dtype=self.dtype)(h)
+    return out.astype(jnp.float32)  # [B, 28, 28, P]
+
+
 class VAE(nn.Module):
   """Encoder and decoder under one parameter tree; `encode` and `decode` are the methods
   the ELBO uses (`vae.apply(params, x, method=VAE.encode)`)."""
@@ -117,7 +185,8 @@ class VAE(nn.Module):
 
 
 def get_vae(config) -> VAE:
-  """The VAE of `config.model` ('vae_mlp' | 'vae_conv'); sizes from `config.model_args`."""
+  """The VAE of `config.model` ('vae_mlp' | 'vae_conv' | 'vae_gated'); sizes from
+  `config.model_args`."""
   from genjax.models import compute_dtype  # pylint: disable=import-outside-toplevel
 
   if config.likelihood not in LIKELIHOODS:
@@ -133,4 +202,9 @@ def get_vae(config) -> VAE:
     channels = tuple(args.get("channels", (32, 64)))
     return VAE(ConvEncoder(latent, channels, dtype),
                ConvDecoder(latent, out_ch, channels[::-1], dtype))
-  raise ValueError(f"Unknown VAE model {config.model!r}; known: ['vae_conv', 'vae_mlp'].")
+  if config.model == "vae_gated":
+    channels = tuple(args.get("channels", (32, 64)))
+    return VAE(GatedConvEncoder(latent, channels, args.get("hidden", 256), dtype),
+               GatedConvDecoder(latent, out_ch, channels, dtype))
+  raise ValueError(f"Unknown VAE model {config.model!r}; known: "
+                   "['vae_conv', 'vae_gated', 'vae_mlp'].")
