@@ -101,9 +101,9 @@ class ConvDecoder(nn.Module):
 
 class GatedConv(nn.Module):
   """h * sigmoid(g), h and g from one convolution with 2 * features outputs: the gated
-  convolution (Dauphin et al. 2017) of the VAEs of Tomczak & Welling (2018) and van den Berg
-  et al. (2018). Stride 2 downsamples; with `up` a stride-2 transposed convolution doubles
-  the size. 'SAME' padding."""
+  convolution (Dauphin et al. 2017) of the VAE of van den Berg et al. (2018, "Sylvester
+  normalizing flows"). Stride 2 downsamples; with `up` a stride-2 transposed convolution
+  doubles the size. 'SAME' padding."""
   features: int
   kernel: int = 5
   stride: int = 1
