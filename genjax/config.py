@@ -93,6 +93,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.lr = 1e-3                 # Adam learning rate of the likelihood models (GANs: lr_g/lr_d).
   c.lr_halflife_steps = 0     # > 0: that lr decays smoothly, halving every this many steps
                               # (optax.exponential_decay); 0: constant.
+  c.kl_warmup_steps = 0       # > 0: the VAE's KL term is weighted min(1, (step+1) / this)
+                              # in the gradient (KL annealing); the logged loss stays -ELBO.
   c.likelihood = "bernoulli"  # VAE decoder: 'bernoulli' (dynamically binarised data) or
                               # 'gaussian' (continuous [0,1] intensities).
   c.iw_samples = 5000         # k of the importance-weighted test bound (experiments/nll.py).
@@ -191,7 +193,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f">= -1 (-1 = auto), got {config.num_processes} and {config.process_id}.")
   if config.n_critic < 1:
     raise ValueError(f"config.n_critic must be >= 1, got {config.n_critic}.")
-  for key in ("r1_gamma", "gp_weight", "ada_kimg", "ada_interval", "lr_halflife_steps"):
+  for key in ("r1_gamma", "gp_weight", "ada_kimg", "ada_interval", "lr_halflife_steps",
+              "kl_warmup_steps"):
     if config[key] < 0 or (key in ("ada_kimg", "ada_interval") and config[key] == 0):
       raise ValueError(f"config.{key} must be {'> 0' if key.startswith('ada') else '>= 0'}"
                        f", got {config[key]}.")

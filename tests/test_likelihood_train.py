@@ -67,6 +67,25 @@ def test_gated_conv_is_a_sigmoid_gated_half_of_one_convolution():
     np.testing.assert_allclose(y, hg[..., :5] * jax.nn.sigmoid(hg[..., 5:]), rtol=1e-6)
 
 
+def test_kl_warmup_weights_the_gradient_not_the_logged_elbo():
+  from genjax.train.vae import kl_weight
+  assert [float(kl_weight(jnp.int32(s), 4)) for s in (0, 1, 3, 9)] == [0.25, 0.5, 1.0, 1.0]
+  assert float(kl_weight(jnp.int32(0), 0)) == 1.0
+  batch = {"image": jnp.asarray(data.to_float(data.load("digits", "train").images[:16]))}
+
+  def one_step(warmup):
+    task = get_task(_config("vae_mlp", kl_warmup_steps=warmup))
+    state = task.init(jax.random.PRNGKey(0), batch)
+    return jax.jit(task.make_step(None))(state, batch)
+
+  (plain, m_plain), (one, _), (slow, m_slow) = one_step(0), one_step(1), one_step(10 ** 6)
+  same = jax.tree.map(np.array_equal, plain.params, one.params)
+  assert all(jax.tree.leaves(same))        # beta = 1 from the first step: the plain ELBO step.
+  moved = jax.tree.map(np.array_equal, plain.params, slow.params)
+  assert not all(jax.tree.leaves(moved))   # beta ~ 0: another gradient...
+  assert float(m_slow["loss"]) == float(m_plain["loss"])  # ...but the same logged -ELBO.
+
+
 def test_gaussian_vae_trains():
   task = get_task(_config("vae_mlp", likelihood="gaussian"))
   batch = {"image": jnp.asarray(data.to_float(data.load("digits", "train").images[:16]))}

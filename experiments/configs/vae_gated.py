@@ -1,10 +1,12 @@
 """Gated convolutional VAE on dynamically binarised MNIST: the factorised-Gaussian baseline
 VAE of van den Berg et al. (2018, "Sylvester normalizing flows", code
 riannevdberg/sylvester-flows, models/VAE.py), which they report at about 82.1 nats (IW,
-k = 5000) on *statically* binarised MNIST after up to 2000 epochs with early stopping. Five 5x5 gated
-convs (32, 32, 64, 64, 64; strides 1, 2, 1, 2, 1) and a gated Dense to 256 (their 7x7 'VALID'
-conv), z64, the decoder mirrored with gated transposed convs and a 1x1 conv, Bernoulli;
-Adam(1e-3) halving every 60,000 steps (their Adamax 5e-4 and KL warm-up are not used).
+k = 5000) on *statically* binarised MNIST after up to 2000 epochs with early stopping.
+Five 5x5 gated convs (32, 32, 64, 64, 64; strides 1, 2, 1, 2, 1) and a gated Dense to 256
+(their 7x7 'VALID' conv), z64, the decoder mirrored with gated transposed convs and a 1x1
+conv, Bernoulli; Adam(1e-3) halving every 60,000 steps (their optimizer was Adamax 5e-4, and
+their KL weight rose over 100 epochs: `--config.kl_warmup_steps=60000`; the default trains
+without warm-up).
 
 Options as in vae_mlp.py: `smoke`, `gaussian`, `digits` / `fashion_mnist`, `exclude=<c>`.
   --config=experiments/configs/vae_gated.py

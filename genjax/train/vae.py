@@ -3,7 +3,9 @@
 Per step the [-1,1] batch is binarised afresh from the step key (dynamic binarisation) when
 the decoder is Bernoulli; the Gaussian decoder models the [0,1] intensities directly. The
 loss is the negative ELBO in nats per image, with the analytic KL to N(0, I) and one
-reparameterised z per image.
+reparameterised z per image; with `config.kl_warmup_steps` the gradient is that of
+-(log p(x|z) - beta KL), beta rising linearly to 1 (KL annealing), while the logged loss stays
+the negative ELBO.
 """
 from __future__ import annotations
 
@@ -47,6 +49,13 @@ def kl_to_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array:
   return 0.5 * jnp.sum(jnp.exp(logvar) + mean ** 2 - 1.0 - logvar, axis=-1)
 
 
+def kl_weight(step: jax.Array, warmup_steps: int) -> jax.Array:
+  """KL annealing: min(1, (step + 1) / warmup_steps), 1 throughout when warmup_steps is 0."""
+  if warmup_steps <= 0:
+    return jnp.float32(1.0)
+  return jnp.minimum(1.0, (step + 1).astype(jnp.float32) / warmup_steps)
+
+
 def elbo(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
          ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(elbo, log p(x|z), KL) per image [B], one reparameterised sample."""
@@ -78,6 +87,7 @@ def make_vae_task(config) -> Task:
   data_fn = make_data_fn(config.likelihood)
   log_px_given_z = make_log_px_given_z(config.likelihood)
   latent_dim = config.latent_dim
+  warmup_steps = config.kl_warmup_steps
 
   def init(key: jax.Array, batch: dict) -> ModelState:
     k_params, k_state = jax.random.split(key)
@@ -90,16 +100,17 @@ def make_vae_task(config) -> Task:
       return average_over(tree, axis_name)
 
 
-    def objective(params, x, key):
+    def objective(params, x, key, beta):
       value, recon, kl = elbo(vae, log_px_given_z, params, x, key)
-      loss = -jnp.mean(value)  # nats per image
-      return loss, {"loss": loss, "recon": -jnp.mean(recon), "kl": jnp.mean(kl)}
+      loss = -jnp.mean(value)  # nats per image: -ELBO, what is logged
+      annealed = loss if warmup_steps <= 0 else -jnp.mean(recon - beta * kl)
+      return annealed, {"loss": loss, "recon": -jnp.mean(recon), "kl": jnp.mean(kl)}
 
     def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
       k_data, k_z = jax.random.split(step_key(state, axis_name))
       x = data_fn(k_data, batch["image"])  # [B, H, W, 1]
       grads, metrics = jax.grad(objective, has_aux=True)(
-          per_device(state.params, axis_name), x, k_z)
+          per_device(state.params, axis_name), x, k_z, kl_weight(state.step, warmup_steps))
       updates, opt = tx.update(mean(grads), state.opt, state.params)
       params = optax.apply_updates(state.params, updates)
       return state.replace(step=state.step + 1, params=params, opt=opt), mean(metrics)
