@@ -17,7 +17,7 @@
 #   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
 #             scored with FID / KID / coverage (issue 5 Must show 1 gets a GPU seed too)
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`; a call of its own, in
-# a session with the device time for it) trains that model for as many epochs as VAE_SECONDS
+# a session with the device time for it) trains that model for as many epochs as TRAIN_SECONDS
 # (default 270, so that the four 60 s parts of the evaluation fit the 570 s call) allows and
 # scores the test set: IW k=5000 for the VAEs, exact for PixelCNN (issue 5, Must show 2
 # and 3: <= 82 and <= 81.3 nats).
@@ -102,10 +102,10 @@ quality() {
   done
 }
 
-likelihood_run() {  # likelihood_run NAME CONFIG: train for VAE_SECONDS, then the test NLL
-  # (VAEs: IW k=5000; PixelCNN: exact) on the test set in four parts of 2500 images (each its own stage, so a part cut off by
-  # the budget loses only itself), merged at the end over the parts that finished.
-  local name=$1 cfg=$2 w="$R/$1" seconds="${VAE_SECONDS:-270}" k=5000 part=2500
+likelihood_run() {  # likelihood_run NAME CONFIG: train for TRAIN_SECONDS, then the test
+  # NLL (VAEs: IW k=5000; PixelCNN: exact) in four parts of 2500 images, each its own stage
+  # (a part cut off by the budget loses only itself), merged over the parts that finished.
+  local name=$1 cfg=$2 w="$R/$1" seconds="${TRAIN_SECONDS:-270}" k=5000 part=2500
   [ "$SMOKE" = 1 ] && { seconds=30; cfg="$cfg:smoke"; k=10; part=100; }
   stage "train_$name" "$seconds" python3 experiments/train.py --config="experiments/configs/$cfg" \
     --config.progress_bar=False --config.tensorboard=False $EPOCHS --workdir="$w"
