@@ -117,14 +117,18 @@ class GatedConv(nn.Module):
       hg = ConvTranspose(2 * self.features, size, stride, dtype=self.dtype)(x)
     else:
       hg = Conv(2 * self.features, size, stride, dtype=self.dtype)(x)
-    h, g = jnp.split(hg, 2, axis=-1)
-    return h * nn.sigmoid(g)
+    return _gate(hg)
+
+
+def _gate(hg: jax.Array) -> jax.Array:
+  """[..., 2F] -> h * sigmoid(g) [..., F], h and g the two halves of the last axis."""
+  h, g = jnp.split(hg, 2, axis=-1)
+  return h * nn.sigmoid(g)
 
 
 def _gated_dense(h: jax.Array, features: int, dtype: Any) -> jax.Array:
   """The gate of `GatedConv` on a Dense layer (a 7x7 'VALID' convolution of a 7x7 map)."""
-  a, g = jnp.split(dense(2 * features, dtype=dtype)(h), 2, axis=-1)
-  return a * nn.sigmoid(g)
+  return _gate(dense(2 * features, dtype=dtype)(h))
 
 
 class GatedConvEncoder(nn.Module):

@@ -103,7 +103,7 @@ def make_vae_task(config) -> Task:
     def objective(params, x, key, beta):
       value, recon, kl = elbo(vae, log_px_given_z, params, x, key)
       loss = -jnp.mean(value)  # nats per image: -ELBO, what is logged
-      annealed = loss if warmup_steps <= 0 else -jnp.mean(recon - beta * kl)
+      annealed = -jnp.mean(recon - beta * kl)  # = loss when beta is 1 (no or ended warm-up)
       return annealed, {"loss": loss, "recon": -jnp.mean(recon), "kl": jnp.mean(kl)}
 
     def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
