@@ -95,6 +95,8 @@ def base_config() -> ml_collections.ConfigDict:
                               # (optax.exponential_decay); 0: constant.
   c.kl_warmup_steps = 0       # > 0: the VAE's KL term is weighted min(1, (step+1) / this)
                               # in the gradient (KL annealing); the logged loss stays -ELBO.
+  c.iw_train_samples = 1      # VAE training bound: 1 = the ELBO; k > 1 = the importance-
+                              # weighted bound L_k (IWAE), k decoder passes per image.
   c.likelihood = "bernoulli"  # VAE decoder: 'bernoulli' (dynamically binarised data) or
                               # 'gaussian' (continuous [0,1] intensities).
   c.iw_samples = 5000         # k of the importance-weighted test bound (experiments/nll.py).
@@ -181,7 +183,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.parallel={config.parallel!r}; use one of {PARALLEL_MODES}.")
   models.compute_dtype(config.compute_dtype)
   for key in ("batch_size", "epochs", "checkpoint_every", "sample_every", "latent_dim",
-              "scan_unroll"):
+              "scan_unroll", "iw_train_samples"):
     if int(config[key]) < 1:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   if config.num_devices < 0:
@@ -198,6 +200,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config[key] < 0 or (key in ("ada_kimg", "ada_interval") and config[key] == 0):
       raise ValueError(f"config.{key} must be {'> 0' if key.startswith('ada') else '>= 0'}"
                        f", got {config[key]}.")
+  if config.iw_train_samples > 1 and config.kl_warmup_steps:
+    raise ValueError("config.kl_warmup_steps anneals the ELBO's KL term; the importance-"
+                     "weighted bound (config.iw_train_samples > 1) has none: set one of them "
+                     "to its default (0 / 1).")
   if not 0.0 <= config.ada_p_init <= 1.0:
     raise ValueError(f"config.ada_p_init must lie in [0, 1], got {config.ada_p_init}.")
   if config.keep_best_mode not in ("min", "max"):
