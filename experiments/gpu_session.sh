@@ -20,7 +20,8 @@
 # a session with the device time for it) trains that model for as many epochs as TRAIN_SECONDS
 # (default 270, so that the four 60 s parts of the evaluation fit the 570 s call) allows and
 # scores the test set: IW k=5000 for the VAEs, exact for PixelCNN (issue 5, Must show 2
-# and 3: <= 82 and <= 81.3 nats).
+# and 3: <= 82 and <= 81.3 nats). TRAIN_FLAGS adds train.py flags to that training, e.g.
+# TRAIN_FLAGS=--config.iw_train_samples=5 for the importance-weighted (IWAE) objective.
 # GPU_SESSION_SECONDS (default 570) bounds the whole call: a stage gets what is left, later
 # stages are skipped, and results.tar.gz is rewritten after every stage.
 # SMOKE=1 runs every stage with tiny sizes on whatever device is there (checked on CPU), with
@@ -108,7 +109,7 @@ likelihood_run() {  # likelihood_run NAME CONFIG: train for TRAIN_SECONDS, then 
   local name=$1 cfg=$2 w="$R/$1" seconds="${TRAIN_SECONDS:-270}" k=5000 part=2500
   [ "$SMOKE" = 1 ] && { seconds=30; cfg="$cfg:smoke"; k=10; part=100; }
   stage "train_$name" "$seconds" python3 experiments/train.py --config="experiments/configs/$cfg" \
-    --config.progress_bar=False --config.tensorboard=False $EPOCHS --workdir="$w"
+    --config.progress_bar=False --config.tensorboard=False $EPOCHS ${TRAIN_FLAGS:-} --workdir="$w"
   local parts=()
   for start in 0 $part $((2 * part)) $((3 * part)); do
     local out="$R/nll_${name}_from$start.json"
