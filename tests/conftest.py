@@ -2,12 +2,37 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+_SESSION_CACHE: list[str] = []
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session, in-process and in every child
+  process (they inherit the environment): the many tiny runs of the same configs compile
+  once. A fresh folder per session, so no test ever sees another session's programs; a
+  cache the caller set already is used as it is."""
+  del config
+  if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  _SESSION_CACHE.append(tempfile.mkdtemp(prefix="genjax_test_jax_cache_"))
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=_SESSION_CACHE[0],
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def pytest_unconfigure(config):
+  del config
+  for path in _SESSION_CACHE:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_python(code_or_args, *, devices: int = 1, timeout: int = 600, env: dict | None = None,
