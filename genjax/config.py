@@ -97,6 +97,8 @@ def base_config() -> ml_collections.ConfigDict:
                               # in the gradient (KL annealing); the logged loss stays -ELBO.
   c.iw_train_samples = 1      # VAE training bound: 1 = the ELBO; k > 1 = the importance-
                               # weighted bound L_k (IWAE), k decoder passes per image.
+  c.iw_gradient = "iwae"      # Gradient of that L_k: 'iwae' (plain) or 'dreg' (the doubly
+                              # reparameterised encoder estimator; needs iw_train_samples > 1).
   c.likelihood = "bernoulli"  # VAE decoder: 'bernoulli' (dynamically binarised data) or
                               # 'gaussian' (continuous [0,1] intensities).
   c.iw_samples = 5000         # k of the importance-weighted test bound (experiments/nll.py).
@@ -204,6 +206,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.kl_warmup_steps anneals the ELBO's KL term; the importance-"
                      "weighted bound (config.iw_train_samples > 1) has none: set one of them "
                      "to its default (0 / 1).")
+  if config.iw_gradient not in ("iwae", "dreg"):
+    raise ValueError(f"config.iw_gradient must be 'iwae' or 'dreg', got {config.iw_gradient!r}.")
+  if config.iw_gradient == "dreg" and config.iw_train_samples < 2:
+    raise ValueError("config.iw_gradient='dreg' estimates the gradient of the importance-"
+                     "weighted bound: set config.iw_train_samples to k > 1.")
   if not 0.0 <= config.ada_p_init <= 1.0:
     raise ValueError(f"config.ada_p_init must lie in [0, 1], got {config.ada_p_init}.")
   if config.keep_best_mode not in ("min", "max"):

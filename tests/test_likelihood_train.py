@@ -110,6 +110,56 @@ def test_iwae_objective_is_a_tighter_bound_and_trains():
     config_lib.validate(_config("vae_mlp", iw_train_samples=0))
 
 
+def test_dreg_gradient_equals_the_textbook_surrogate_and_trains():
+  """DReG's one-pass gradient against its two-pass surrogate (Tucker et al. 2019, eq. 7):
+  -(1/B) sum_b [sum_i sg(w_i) log w_i(sg(z_i), theta) + sum_i sg(w_i^2) log w_i(z_i, sg(theta))],
+  q's parameters held fixed inside log q, on the same samples."""
+  from genjax.models.vae import VAE, get_vae
+  from genjax.train import vae as vae_task
+
+  config = _config("vae_conv", iw_train_samples=4, iw_gradient="dreg")
+  model, log_px_given_z = get_vae(config), vae_task.make_log_px_given_z("bernoulli")
+  images = jnp.asarray(data.to_float(data.load("digits", "train").images[:6]))
+  x = vae_task.make_data_fn("bernoulli")(jax.random.PRNGKey(1), images)
+  params = model.init(jax.random.PRNGKey(0), x[:1])
+  key, n = jax.random.PRNGKey(2), 4
+  norm, sg = jax.scipy.stats.norm.logpdf, jax.lax.stop_gradient
+
+  def surrogate(p):
+    mean, logvar = model.apply(p, x, method=VAE.encode)
+    std = jnp.exp(0.5 * logvar)
+    z = mean + std * jax.random.normal(key, (n,) + mean.shape)
+
+    def log_w(p_dec, z):
+      out = model.apply(p_dec, z.reshape((-1, z.shape[-1])), method=VAE.decode)
+      x_rep = jnp.broadcast_to(x, (n,) + x.shape).reshape((-1,) + x.shape[1:])
+      return (log_px_given_z(out, x_rep).reshape(n, -1) + norm(z).sum(-1)
+              - norm(z, sg(mean), sg(std)).sum(-1))
+
+    w = sg(jax.nn.softmax(log_w(p, z), axis=0))
+    return -jnp.mean(jnp.sum(w * log_w(p, sg(z)) + w ** 2 * log_w(sg(p), z), axis=0))
+
+  grads, metrics = vae_task.dreg_gradient(model, log_px_given_z, params, x, key, n)
+  expected = jax.grad(surrogate)(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
+               grads, expected)
+  iwae_grads = jax.grad(lambda p: -jnp.mean(vae_task.lik.logmeanexp(vae_task.log_weights(
+      model, log_px_given_z, p, x, key, n), axis=0)))(params)
+  decoder = lambda g: g["params"]["decoder"]  # pylint: disable=C3001
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
+               decoder(grads), decoder(iwae_grads))  # DReG changes only the encoder's part...
+  encoder = lambda g: jax.tree.leaves(g["params"]["encoder"])  # pylint: disable=C3001
+  same = [np.allclose(a, b) for a, b in zip(encoder(grads), encoder(iwae_grads))]
+  assert not all(same)  # ...which differs from IWAE's.
+  steps = _metrics_of_steps(config)
+  assert abs(steps[0]["loss"] - float(metrics["loss"])) < 50  # The same bound is logged.
+  assert steps[-1]["loss"] < 0.9 * steps[0]["loss"], steps
+  with pytest.raises(ValueError, match="iw_train_samples"):
+    config_lib.validate(_config("vae_mlp", iw_gradient="dreg"))
+  with pytest.raises(ValueError, match="'iwae' or 'dreg'"):
+    config_lib.validate(_config("vae_mlp", iw_train_samples=4, iw_gradient="stl"))
+
+
 def test_gaussian_vae_trains():
   metrics = _metrics_of_steps(_config("vae_mlp", likelihood="gaussian"))
   assert metrics[-1]["loss"] < metrics[0]["loss"]
