@@ -73,12 +73,10 @@ def elbo(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
   return recon - kl, recon, kl
 
 
-def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int
-                ) -> jax.Array:
-  """log p(x, z_k) - log q(z_k | x) for n samples z_k ~ q(z|x) per image: [n, B]."""
-  mean, logvar = vae.apply(params, x, method=VAE.encode)  # [B, L]
-  std = jnp.exp(0.5 * logvar)
-  z = mean + std * jax.random.normal(key, (n,) + mean.shape)  # [n, B, L]
+def log_weights_at(vae: VAE, log_px_given_z, params, x: jax.Array, z: jax.Array,
+                   mean: jax.Array, std: jax.Array) -> jax.Array:
+  """log p(x, z_k) - log q(z_k | x) at given samples z [n, B, L], q = N(mean, std^2): [n, B]."""
+  n = z.shape[0]
   norm = jax.scipy.stats.norm.logpdf
   log_prior = norm(z).sum(-1)
   log_q = norm(z, mean, std).sum(-1)
@@ -86,6 +84,15 @@ def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, 
   x_rep = jnp.broadcast_to(x, (n,) + x.shape).reshape((-1,) + x.shape[1:])
   log_px = log_px_given_z(out, x_rep).reshape(n, -1)
   return log_px + log_prior - log_q
+
+
+def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int
+                ) -> jax.Array:
+  """log p(x, z_k) - log q(z_k | x) for n samples z_k ~ q(z|x) per image: [n, B]."""
+  mean, logvar = vae.apply(params, x, method=VAE.encode)  # [B, L]
+  std = jnp.exp(0.5 * logvar)
+  z = mean + std * jax.random.normal(key, (n,) + mean.shape)  # [n, B, L]
+  return log_weights_at(vae, log_px_given_z, params, x, z, mean, std)
 
 
 def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int
@@ -102,15 +109,9 @@ def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
   std = jnp.exp(0.5 * logvar)
   eps = jax.random.normal(key, (n,) + mean.shape)  # [n, B, L]
   z = mean + std * eps
-  x_rep = jnp.broadcast_to(x, (n,) + x.shape).reshape((-1,) + x.shape[1:])
-  norm = jax.scipy.stats.norm.logpdf
-
-  def log_w_of(p, z):  # mean and std enter as constants: q's parameters held fixed
-    out = vae.apply(p, z.reshape((-1, z.shape[-1])), method=VAE.decode)
-    log_px = log_px_given_z(out, x_rep).reshape(n, -1)
-    return log_px + norm(z).sum(-1) - norm(z, mean, std).sum(-1)  # [n, B]
-
-  log_w, log_w_vjp = jax.vjp(log_w_of, params, z)
+  # mean and std enter as constants: q's parameters held fixed inside log q.
+  log_w, log_w_vjp = jax.vjp(
+      lambda p, z: log_weights_at(vae, log_px_given_z, p, x, z, mean, std), params, z)
   w = jax.lax.stop_gradient(jax.nn.softmax(log_w, axis=0))
   decoder_grads, dz = log_w_vjp(-w / x.shape[0])  # d(-mean_b L_n) / d log w = -w / B
   dz = dz * w[..., None]  # DReG: w^2 on the encoder's path
@@ -155,13 +156,13 @@ def make_vae_task(config) -> Task:
     def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
       k_data, k_z = jax.random.split(step_key(state, axis_name))
       x = data_fn(k_data, batch["image"])  # [B, H, W, 1]
-      params = per_device(state.params, axis_name)
+      local_params = per_device(state.params, axis_name)
       if dreg:
-        grads, metrics = dreg_gradient(vae, log_px_given_z, params, x, k_z, iw_train)
+        grads, metrics = dreg_gradient(vae, log_px_given_z, local_params, x, k_z, iw_train)
       else:
         objective = iw_objective if iw_train > 1 else elbo_objective
         grads, metrics = jax.grad(objective, has_aux=True)(
-            params, x, k_z, kl_weight(state.step, warmup_steps))
+            local_params, x, k_z, kl_weight(state.step, warmup_steps))
       updates, opt = tx.update(mean(grads), state.opt, state.params)
       params = optax.apply_updates(state.params, updates)
       return state.replace(step=state.step + 1, params=params, opt=opt), mean(metrics)
