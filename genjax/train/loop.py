@@ -47,6 +47,7 @@ def build(config: ml_collections.ConfigDict, example_images: np.ndarray) -> Setu
   task = get_task(config)
   example = {"image": data_lib.to_float(np.asarray(example_images[:1]))}
 
+  @jax.jit  # One compiled program: op by op, a conv model's init compiles each op (~20 s).
   def init(key):
     return task.init(key, example)
 
