@@ -32,6 +32,8 @@ from absl import logging
 INTEGRITY_KEY = "_integrity"  # Reserved key of the meta item.
 _ITEMS = ("state", "meta")
 _TMP_MARK = ".orbax-checkpoint-tmp"
+# Orbax's error when the restore target's containers differ from the saved tree's.
+_STRUCTURE_MISMATCH = "tree structures do not match"
 
 
 class CheckpointError(RuntimeError):
@@ -134,6 +136,10 @@ class Checkpointer:
             f"Checkpoint {path} cannot be restored into this model's state "
             f"({type(e).__name__}: {_first_line(e)}). Is it from another model or config, "
             "or damaged?") from e
+      if _STRUCTURE_MISMATCH in str(e):  # Same leaves, other containers: not damage.
+        raise CheckpointMismatchError(
+            f"Checkpoint {path} has this model's leaves in another tree structure (e.g. a "
+            f"state field that is None on one side only): {_first_line(e)}") from e
       raise CheckpointCorruptError(f"{path}: state unreadable ({type(e).__name__}: "
                                    f"{_first_line(e)})") from e
     check_layout(layout(state), layout(abstract_state), path)

@@ -99,3 +99,16 @@ def test_other_architecture_is_a_mismatch_not_a_fallback(tmp_path):
                                               match=r"\['w'\] \(4, 3\).*\['w'\] \(5, 3\)"):
     c.restore(ck.abstract_like(other))
   assert sorted(os.listdir(d)) == ["1", "2", "3"]
+
+
+def test_same_leaves_in_other_containers_are_a_mismatch_and_nothing_moves(tmp_path):
+  # A state field that is None on one side only has no leaves: the leaf layout agrees, and
+  # only Orbax's tree-structure check sees the difference. Found when such a field was added
+  # to a train state: every older checkpoint was moved to quarantine as "damaged".
+  d = str(tmp_path / "ckpt")
+  with ck.Checkpointer(d) as c:
+    c.save(1, {**state(1), "extra": None}, meta={"epoch": 1})
+  with ck.Checkpointer(d) as c, pytest.raises(ck.CheckpointMismatchError,
+                                              match="another tree structure"):
+    c.restore(ck.abstract_like(state(0)))
+  assert os.listdir(d) == ["1"] and not os.path.exists(d + "_quarantine")
