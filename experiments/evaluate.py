@@ -27,6 +27,9 @@ _BASELINE = flags.DEFINE_enum("baseline", None, ["train", "noise"],
                               "Evaluate a reference instead of samples: the first --num "
                               "train images, or --num images of uniform noise.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling and KID-subset seed.")
+_EMA = flags.DEFINE_bool("ema", True, "With --workdir: sample the parameters' moving average "
+                         "where the run keeps one (config.ema_decay > 0); --noema: the last "
+                         "parameters.")
 _OUT = flags.DEFINE_string("out", None, "Where to write the JSON (default: eval.json beside "
                            "the samples / in the workdir).")
 _CLASSIFIER_DIR = flags.DEFINE_string("classifier_dir", None, "Feature classifier directory "
@@ -54,7 +57,8 @@ def main(argv):
 
     dataset = _DATASET.value or config_lib.load_workdir_config(_WORKDIR.value).dataset
     samples_path = os.path.join(_WORKDIR.value, "eval_samples.npz")
-    images = export_samples(_WORKDIR.value, _NUM.value, samples_path, seed=_SEED.value)["images"]
+    images = export_samples(_WORKDIR.value, _NUM.value, samples_path, seed=_SEED.value,
+                            ema=_EMA.value)["images"]
     out = _OUT.value or os.path.join(_WORKDIR.value, "eval.json")
   elif _BASELINE.value:
     if not _DATASET.value:

@@ -26,6 +26,7 @@ from absl import app, flags, logging
 from genjax import data as data_lib
 from genjax.config import override, validate
 from genjax.eval import likelihood as lik
+from genjax.train import ema as ema_lib
 from genjax.train.loop import load_trained
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained 'vae' or 'pixelcnn' work dir.")
@@ -41,15 +42,19 @@ _CHUNK = flags.DEFINE_integer("iw_chunk", 0, "z samples per image drawn at once 
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Test images per jitted batch.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the test binarisation and of z.")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON output path.")
+_EMA = flags.DEFINE_bool("ema", True, "Score the parameters' moving average where the run "
+                         "keeps one (config.ema_decay > 0); --noema: the last parameters.")
 
 
 def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size: int = 100,
-             seed: int = 0, iw_chunk: int = 0, start: int = 0, per_image: bool = False) -> dict:
+             seed: int = 0, iw_chunk: int = 0, start: int = 0, per_image: bool = False,
+             ema: bool = True) -> dict:
   """{'nll_nats', 'bits_per_dim', 'sem_nats', ...} on the test split of the run's dataset."""
   if start < 0 or start % batch_size:
     raise ValueError(f"--start={start} must be a non-negative multiple of --batch_size="
                      f"{batch_size}, so that its batches get the keys of a whole-split run.")
   config, _, state = load_trained(workdir)
+  state = ema_lib.choose(state, ema)
   k = iw_samples or config.iw_samples
   config = override(config, {"iw_samples": k, "iw_chunk": iw_chunk or config.iw_chunk})
   validate(config)  # e.g. a chunk that does not divide k, named
@@ -68,6 +73,7 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
             "num_test": int(len(images)), "iw_samples": k if config.family == "vae" else None,
             "iw_chunk": config.iw_chunk if config.family == "vae" else None,
             "seed": seed, "batch_size": batch_size, "num_dims": num_dims,
+            "params": "moving average" if ema_lib.has_average(state.opt) else "last",
             **lik.nll_summary(ll, num_dims), "seconds": round(time.time() - began, 1)}
   if per_image:
     result["log_likelihoods"] = [float(v) for v in ll]
@@ -94,7 +100,7 @@ def main(argv):
   elif _WORKDIR.value:
     result = test_nll(_WORKDIR.value, iw_samples=_IW.value, num_test=_NUM_TEST.value,
                       batch_size=_BATCH.value, seed=_SEED.value, iw_chunk=_CHUNK.value,
-                      start=_START.value, per_image=_PER_IMAGE.value)
+                      start=_START.value, per_image=_PER_IMAGE.value, ema=_EMA.value)
   else:
     raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts).")
   print(json.dumps({k: v for k, v in result.items() if k != "log_likelihoods"}, indent=2))

@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.keep_best_metric = ""     # e.g. 'g_loss': also keep the best checkpoint by this metric.
   c.keep_best_mode = "min"
+  c.ema_decay = 0.0           # > 0: also keep an exponential moving average of the trained
+                              # parameters (GANs: G's), what sampling and scoring then use
+                              # (genjax.train.ema); training itself is unchanged. 0: off.
   c.sample_every = 1          # Epochs between sample-grid PNGs.
   c.num_grid = 64
   c.progress_bar = True
@@ -211,6 +214,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.iw_gradient == "dreg" and config.iw_train_samples < 2:
     raise ValueError("config.iw_gradient='dreg' estimates the gradient of the importance-"
                      "weighted bound: set config.iw_train_samples to k > 1.")
+  if not 0.0 <= config.ema_decay < 1.0:
+    raise ValueError(f"config.ema_decay must lie in [0, 1) (0: off), got {config.ema_decay}.")
   if not 0.0 <= config.ada_p_init <= 1.0:
     raise ValueError(f"config.ada_p_init must lie in [0, 1], got {config.ada_p_init}.")
   if config.keep_best_mode not in ("min", "max"):

@@ -6,6 +6,7 @@ import numpy as np
 
 from genjax.data import NUM_CLASSES
 from genjax.eval.pictures import to_uint8
+from genjax.train import ema as ema_lib
 from genjax.train.loop import load_trained
 
 EXPORT_KEY_TAG = 0xE4907
@@ -26,11 +27,13 @@ def generate(task, state, key: jax.Array, num: int, batch_size: int = 1000
   return np.concatenate(out), labels
 
 
-def export_samples(workdir: str, num: int, out: str, seed: int = 0) -> dict:
-  """Writes `num` samples of the latest checkpoint in `workdir` to the .npz file `out`."""
+def export_samples(workdir: str, num: int, out: str, seed: int = 0, ema: bool = True) -> dict:
+  """Writes `num` samples of the latest checkpoint in `workdir` to the .npz file `out`; with
+  `ema=False` from the last parameters even where the run keeps a moving average."""
   if num < 1:
     raise ValueError(f"--num must be >= 1, got {num}.")
   _, setup, state = load_trained(workdir)
+  state = ema_lib.choose(state, ema)
   key = jax.random.fold_in(jax.random.PRNGKey(seed), EXPORT_KEY_TAG)
   images, labels = generate(setup.task, state, key, num)
   arrays = {"images": images} if labels is None else {"images": images,

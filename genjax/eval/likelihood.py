@@ -143,13 +143,16 @@ def merge_parts(parts: list[dict]) -> dict:
 
   Each part is a dict with 'start' (first test image), 'log_likelihoods' (per image) and the
   keys that must agree for the parts to be one evaluation: 'workdir', 'step', 'iw_samples',
-  'iw_chunk', 'seed', 'batch_size', 'num_dims'. Overlapping ranges or disagreeing keys raise
-  one error naming them. Returns {'start', 'num_test', 'nll_nats', 'sem_nats', 'bits_per_dim',
-  'contiguous'} and the shared keys.
+  'iw_chunk', 'seed', 'batch_size', 'num_dims', 'params' (absent: 'last'). Overlapping
+  ranges or disagreeing keys raise one error naming them. Returns {'start', 'num_test',
+  'nll_nats', 'sem_nats', 'bits_per_dim', 'contiguous'} and the shared keys.
   """
   if not parts:
     raise ValueError("merge_parts: no parts given.")
-  shared = ("workdir", "step", "iw_samples", "iw_chunk", "seed", "batch_size", "num_dims")
+  shared = ("workdir", "step", "iw_samples", "iw_chunk", "seed", "batch_size", "num_dims",
+            "params")
+  # Which parameters were scored; files written before that key existed scored the last ones.
+  parts = [{"params": "last", **part} for part in parts]
   for part in parts:
     missing = [k for k in (*shared, "start", "log_likelihoods") if k not in part]
     if missing:

@@ -28,6 +28,7 @@ import optax
 
 from genjax import models
 from genjax.train import ada as ada_lib
+from genjax.train import ema as ema_lib
 from genjax.train import regularizers
 from genjax.train.losses import get_loss
 from genjax.train.task import Task, average_over, per_device
@@ -49,8 +50,9 @@ class GanState:
 
 
 def make_optimizers(config) -> tuple[optax.GradientTransformation, ...]:
+  """G's and D's; G's keeps the moving average of its parameters when config.ema_decay > 0."""
   adam = functools.partial(optax.adam, b1=config.adam_b1, b2=config.adam_b2)
-  return adam(config.lr_g), adam(config.lr_d)
+  return ema_lib.with_average(adam(config.lr_g), config.ema_decay), adam(config.lr_d)
 
 
 def _per_device_key(key: jax.Array, axis_name: str | None) -> jax.Array:
@@ -210,7 +212,8 @@ def make_gan_task(config) -> Task:
     if conditional and labels.shape != (num,):
       raise ValueError(f"sample(num={num}) needs labels of shape [{num}], got "
                        f"{tuple(labels.shape)}.")
-    out, _ = g_call(state.g_params, state.g_stats, z, labels, False)
+    params = ema_lib.sampling_params(state.g_params, state.g_opt)
+    out, _ = g_call(params, state.g_stats, z, labels, False)
     return out
 
   return Task(init=init, make_step=make_step, sample=sample, conditional=conditional)

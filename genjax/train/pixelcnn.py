@@ -8,6 +8,7 @@ import optax
 
 from genjax.eval import likelihood as lik
 from genjax.models.pixelcnn import PixelCNN, get_pixelcnn
+from genjax.train import ema as ema_lib
 from genjax.train.task import ModelState, Task, average_over, likelihood_optimizer, per_device
 from genjax.train.vae import step_key
 
@@ -65,7 +66,8 @@ def make_pixelcnn_task(config) -> Task:
 
   def sample(state: ModelState, key: jax.Array, num: int, labels=None) -> jax.Array:
     del labels  # Unconditional.
-    return sample_pixels(model, state.params, key, num) * 2.0 - 1.0
+    params = ema_lib.sampling_params(state.params, state.opt)
+    return sample_pixels(model, params, key, num) * 2.0 - 1.0
 
   return Task(init=init, make_step=make_step, sample=sample)
 
@@ -76,6 +78,7 @@ def make_log_likelihood(config):
   model = get_pixelcnn(config)
 
   def log_likelihood(state: ModelState, images: jax.Array, key: jax.Array) -> jax.Array:
-    return log_prob(model, state.params, lik.binarize(key, images))
+    params = ema_lib.sampling_params(state.params, state.opt)
+    return log_prob(model, params, lik.binarize(key, images))
 
   return log_likelihood

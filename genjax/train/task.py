@@ -12,6 +12,8 @@ import flax.struct
 import jax
 import optax
 
+from genjax.train import ema as ema_lib
+
 Batch = dict  # {'image': f32[B,H,W,C] in [-1,1], 'label': i32[B]}
 
 
@@ -60,11 +62,13 @@ def average_over(tree, axis_name: str | None):
 
 def likelihood_optimizer(config) -> optax.GradientTransformation:
   """Adam(config.lr) of the single-network tasks (VAE, PixelCNN); with
-  config.lr_halflife_steps > 0 the rate halves smoothly every that many steps."""
+  config.lr_halflife_steps > 0 the rate halves smoothly every that many steps; with
+  config.ema_decay > 0 it also keeps the parameters' moving average (genjax.train.ema)."""
   lr = config.lr
   if config.lr_halflife_steps:
     lr = optax.exponential_decay(config.lr, config.lr_halflife_steps, decay_rate=0.5)
-  return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
+  return ema_lib.with_average(optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2),
+                              config.ema_decay)
 
 
 @flax.struct.dataclass

@@ -22,6 +22,7 @@ import optax
 
 from genjax.eval import likelihood as lik
 from genjax.models.vae import VAE, get_vae
+from genjax.train import ema as ema_lib
 from genjax.train.task import ModelState, Task, average_over, likelihood_optimizer, per_device
 
 LOG_SCALE_MIN = -5.0  # Keeps the Gaussian decoder from collapsing its scale onto a pixel.
@@ -174,7 +175,7 @@ def make_vae_task(config) -> Task:
     way to show a binary model's samples without salt-and-pepper noise."""
     del labels  # Unconditional.
     z = jax.random.normal(key, (num, latent_dim))
-    out = vae.apply(state.params, z, method=VAE.decode)
+    out = vae.apply(ema_lib.sampling_params(state.params, state.opt), z, method=VAE.decode)
     unit = jax.nn.sigmoid(out) if config.likelihood == "bernoulli" else out[..., :1]
     return jnp.clip(unit, 0.0, 1.0) * 2.0 - 1.0
 
@@ -192,8 +193,9 @@ def make_log_likelihood(config, iw_samples: int):
   def log_likelihood(state: ModelState, images: jax.Array, key: jax.Array) -> jax.Array:
     k_data, k_z = jax.random.split(key)
     x = data_fn(k_data, images)
+    params = ema_lib.sampling_params(state.params, state.opt)
     return lik.iw_log_likelihood(
-        lambda k, n: log_weights(vae, log_px_given_z, state.params, x, k, n),
+        lambda k, n: log_weights(vae, log_px_given_z, params, x, k, n),
         k_z, iw_samples, chunk)
 
   return log_likelihood

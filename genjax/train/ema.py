@@ -1,0 +1,92 @@
+"""An exponential moving average of the parameters (Polyak averaging), as an optax
+transformation chained after the optimizer.
+
+What a researcher samples and scores is often this average rather than the last iterate
+(StyleGAN's G_ema, PixelCNN++'s Polyak-averaged weights). `param_average(decay)` passes the
+updates through unchanged and keeps, in its own state, the average of the parameters the
+updates lead to; chained last (`with_average`), it rides in the optimizer state, so the
+checkpoints carry it and training is bit for bit that of a run without it. Early on the
+decay follows TF's `ExponentialMovingAverage(num_updates=t)` rule, min(decay, (1 + t) /
+(10 + t)), so the average is not dominated by the initial parameters; the update is
+`optax.incremental_update`. With decay 0 the optimizer is returned as it is: its state and
+every checkpoint are those of a run without an average.
+
+Sampling and scoring use the average where the optimizer state holds one
+(`sampling_params`); `choose(state, False)` makes them use the last parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class ParamAverageState(NamedTuple):
+  count: jax.Array   # int32 []: updates averaged so far
+  average: Any       # the parameters' pytree, or None in a state made by `choose(..., False)`
+
+
+def decay_at(count: jax.Array, decay: float) -> jax.Array:
+  """The decay of update number `count` (0-based): min(decay, (1 + count) / (10 + count))."""
+  count = jnp.asarray(count, jnp.float32)
+  return jnp.minimum(decay, (1.0 + count) / (10.0 + count))
+
+
+def _check(decay: float) -> None:
+  if not 0.0 <= decay < 1.0:
+    raise ValueError(f"config.ema_decay must lie in [0, 1) (0: off), got {decay}.")
+
+
+def param_average(decay: float) -> optax.GradientTransformation:
+  """Updates unchanged; state: the moving average of `params + updates` with `decay`."""
+  _check(decay)
+
+  def init(params):
+    # A copy: the state must not hold one buffer twice (the loop donates it).
+    return ParamAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.array, params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("param_average needs the parameters: call update(g, state, params).")
+    new = optax.apply_updates(params, updates)
+    step = 1.0 - decay_at(state.count, decay)
+    return updates, ParamAverageState(state.count + 1,
+                                      optax.incremental_update(new, state.average, step))
+
+  return optax.GradientTransformation(init, update)
+
+
+def with_average(tx: optax.GradientTransformation, decay: float
+                 ) -> optax.GradientTransformation:
+  """`tx` followed by `param_average(decay)`; `tx` itself when decay is 0."""
+  _check(decay)
+  return tx if decay == 0.0 else optax.chain(tx, param_average(decay))
+
+
+def _average_state(opt_state) -> ParamAverageState | None:
+  return optax.tree_utils.tree_get(opt_state, "ParamAverageState")
+
+
+def has_average(opt_state) -> bool:
+  found = _average_state(opt_state)
+  return found is not None and found.average is not None
+
+
+def sampling_params(params, opt_state):
+  """The parameters to sample and score with: the average where `opt_state` keeps one."""
+  return _average_state(opt_state).average if has_average(opt_state) else params
+
+
+def choose(state, use_average: bool):
+  """`state` as it is (`use_average`), or with its optimizers' averages dropped, so that the
+  last parameters are sampled and scored. Not a state to train on."""
+  if use_average:
+    return state
+  drop = lambda s: s._replace(average=None) if isinstance(s, ParamAverageState) else s
+  is_average = lambda s: isinstance(s, ParamAverageState)
+  fields = {f.name: jax.tree.map(drop, getattr(state, f.name), is_leaf=is_average)
+            for f in dataclasses.fields(state) if f.name.endswith("opt")}
+  return state.replace(**fields)
