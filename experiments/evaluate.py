@@ -2,6 +2,8 @@
 
   python experiments/evaluate.py --samples FILE.npz --dataset mnist [--split test]
   python experiments/evaluate.py --workdir W [--num 10000]   # sample W's model, then evaluate
+      # (its moving average where the run keeps one; --noema: its last parameters, written
+      # to eval_samples_last.npz / eval_last.json)
   python experiments/evaluate.py --baseline train --dataset mnist  # reference numbers:
       # the first --num train images ('train') or uniform noise ('noise') as the "samples"
 Prints the numbers and writes `eval.json` (next to the samples file, or in W; --out
@@ -56,10 +58,11 @@ def main(argv):
     from genjax.sampling import export_samples  # pylint: disable=import-outside-toplevel
 
     dataset = _DATASET.value or config_lib.load_workdir_config(_WORKDIR.value).dataset
-    samples_path = os.path.join(_WORKDIR.value, "eval_samples.npz")
+    suffix = "" if _EMA.value else "_last"  # --noema writes beside the default files
+    samples_path = os.path.join(_WORKDIR.value, f"eval_samples{suffix}.npz")
     images = export_samples(_WORKDIR.value, _NUM.value, samples_path, seed=_SEED.value,
                             ema=_EMA.value)["images"]
-    out = _OUT.value or os.path.join(_WORKDIR.value, "eval.json")
+    out = _OUT.value or os.path.join(_WORKDIR.value, f"eval{suffix}.json")
   elif _BASELINE.value:
     if not _DATASET.value:
       raise app.UsageError("--baseline needs --dataset.")

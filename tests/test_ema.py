@@ -105,6 +105,10 @@ def test_loop_checkpoints_the_average_and_the_scripts_choose(tmp_path):
   assert ema_lib.has_average(restored.opt)
   same = jax.tree.map(np.array_equal, jax.device_get(state.opt), jax.device_get(restored.opt))
   assert all(jax.tree.leaves(same))
+  from genjax.sampling import export_samples  # pylint: disable=import-outside-toplevel
+  exported = {e: export_samples(workdir, 8, str(tmp_path / f"{e}.npz"), ema=e)["images"]
+              for e in (True, False)}
+  assert not np.array_equal(exported[True], exported[False])
   code = f"""
 import json
 from experiments import nll
