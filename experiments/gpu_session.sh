@@ -21,7 +21,8 @@
 # (default 270, so that the four 60 s parts of the evaluation fit the 570 s call) allows and
 # scores the test set: IW k=5000 for the VAEs, exact for PixelCNN (issue 5, Must show 2
 # and 3: <= 82 and <= 81.3 nats). TRAIN_FLAGS adds train.py flags to that training, e.g.
-# TRAIN_FLAGS=--config.iw_train_samples=5 for the importance-weighted (IWAE) objective.
+# TRAIN_FLAGS=--config.iw_train_samples=5 for the importance-weighted (IWAE) objective;
+# add --config.ema_decay=0.999 to score the parameters' moving average (nll.py's default).
 # GPU_SESSION_SECONDS (default 570) bounds the whole call: a stage gets what is left, later
 # stages are skipped, and results.tar.gz is rewritten after every stage.
 # SMOKE=1 runs every stage with tiny sizes on whatever device is there (checked on CPU), with
