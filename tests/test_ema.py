@@ -12,6 +12,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax import data
+from genjax.checkpoint import CheckpointMismatchError
 from genjax.train import ema as ema_lib
 from genjax.train.task import get_task
 from tests.conftest import run_python
@@ -118,3 +119,30 @@ print(json.dumps([nll.test_nll({workdir!r}, ema=e, **kw) for e in (True, False)]
   averaged, last = json.loads(run_python(code).stdout.strip().splitlines()[-1])
   assert (averaged["params"], last["params"]) == ("moving average", "last")
   assert averaged["nll_nats"] != last["nll_nats"]
+
+
+def test_a_run_checkpointed_without_an_average_resumes_with_one(tmp_path):
+  from experiments.configs import vae_mlp  # pylint: disable=import-outside-toplevel
+  from genjax.train.loop import train  # pylint: disable=import-outside-toplevel
+
+  base = config_lib.override(vae_mlp.get_config("smoke"), {"epochs": 2, "sample_every": 10})
+  straight = train(base, str(tmp_path / "straight"), quiet=True)
+  workdir = str(tmp_path / "resumed")
+  train(config_lib.override(base, {"epochs": 1}), workdir, quiet=True)
+  resumed = train(config_lib.override(base, {"ema_decay": 0.9}), workdir, quiet=True)
+  # Training went on as if nothing had changed; the average counts the second epoch's steps.
+  same = jax.tree.map(np.array_equal, jax.device_get((straight.params, straight.opt)),
+                      jax.device_get((resumed.params, resumed.opt[0])))
+  assert all(jax.tree.leaves(same))
+  average = resumed.opt[1]
+  assert isinstance(average, ema_lib.ParamAverageState)
+  assert 0 < int(average.count) == int(resumed.step) // 2
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(average.average),
+                                                    jax.tree.leaves(resumed.params))]
+  assert any(moved)
+  # Another model is still a mismatch, average or not.
+  other = config_lib.override(base, {"ema_decay": 0.9, "latent_dim": base.latent_dim + 1})
+  with pytest.raises(CheckpointMismatchError):
+    train(other, workdir, quiet=True)
+  saved = config_lib.load_workdir_config(workdir)  # The refused config did not replace it.
+  assert (saved.latent_dim, saved.ema_decay) == (base.latent_dim, 0.9)

@@ -12,7 +12,9 @@ decay follows TF's `ExponentialMovingAverage(num_updates=t)` rule, min(decay, (1
 every checkpoint are those of a run without an average.
 
 Sampling and scoring use the average where the optimizer state holds one
-(`sampling_params`); `choose(state, False)` makes them use the last parameters.
+(`sampling_params`); `choose(state, False)` makes them use the last parameters. A run
+checkpointed without an average can be resumed with one: the loop restores it
+`without_average` and `start_average` begins the average at the restored parameters.
 """
 from __future__ import annotations
 
@@ -90,3 +92,32 @@ def choose(state, use_average: bool):
   fields = {f.name: jax.tree.map(drop, getattr(state, f.name), is_leaf=is_average)
             for f in dataclasses.fields(state) if f.name.endswith("opt")}
   return state.replace(**fields)
+
+
+def _opt_fields(state) -> list[str]:
+  """The state's optimizer-state fields ('opt', 'g_opt', ...), each beside its parameters
+  ('params', 'g_params', ...)."""
+  return [f.name for f in dataclasses.fields(state) if f.name.endswith("opt")]
+
+
+def _params_of(opt_field: str) -> str:
+  return opt_field[:-len("opt")] + "params"
+
+
+def without_average(target):
+  """A state (or its abstract shapes) with each average-keeping optimizer state replaced by
+  the optimizer's own: what a run with config.ema_decay = 0 holds."""
+  inner = {f: getattr(target, f)[0] for f in _opt_fields(target)
+           if has_average(getattr(target, f))}
+  return target.replace(**inner)
+
+
+def start_average(state, target):
+  """`state` (restored `without_average(target)`) with an average starting at its current
+  parameters wherever `target` keeps one; the decay's warm-up counts from here."""
+  started = {}
+  for f in _opt_fields(target):
+    if has_average(getattr(target, f)):
+      params = jax.tree.map(jnp.array, getattr(state, _params_of(f)))  # a copy, as in init
+      started[f] = (getattr(state, f), ParamAverageState(jnp.zeros((), jnp.int32), params))
+  return state.replace(**started)

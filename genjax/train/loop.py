@@ -19,11 +19,12 @@ from absl import logging
 
 from genjax import config as config_lib
 from genjax import data as data_lib
-from genjax.checkpoint import Checkpointer
+from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.eval import pictures
 from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter
 from genjax.train import guard as guard_lib
 from genjax.train import distributed, parallel
+from genjax.train import ema as ema_lib
 from genjax.train.task import Task, get_task
 
 GRID_KEY_TAG = 0x6121D  # The fixed z of the per-epoch sample grid.
@@ -140,7 +141,18 @@ def validate_dataset(dataset: data_lib.Dataset, batch_size: int) -> None:
 def _restore_or_init(setup: Setup, ckpt: Checkpointer) -> tuple[Any, int]:
   """(state, epoch) from the latest good checkpoint, else a fresh state at epoch 0."""
   if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(setup.abstract_state)
+    try:
+      state, meta = ckpt.restore(setup.abstract_state)
+    except CheckpointMismatchError:
+      if not ema_lib.has_average(setup.abstract_state):
+        raise
+      # Checkpointed without the parameters' average that this config keeps: resume the run
+      # as it was and start the average at its current parameters.
+      state, meta = ckpt.restore(ema_lib.without_average(setup.abstract_state))
+      state = parallel.put_replicated(ema_lib.start_average(state, setup.abstract_state),
+                                      setup.mesh)
+      logging.info("genjax: the checkpoint has no moving average of the parameters; "
+                   "starting one at step %d.", int(jax.device_get(state.step)))
     return state, int(meta["epoch"])
   return parallel.put_replicated(setup.init(jax.random.PRNGKey(setup.config.seed)),
                                  setup.mesh), 0
@@ -199,8 +211,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   multi = distributed.initialize(config)  # No-op unless config.distributed.
   writes = distributed.is_writer()        # Only process 0 writes files.
   os.makedirs(workdir, exist_ok=True)
-  if writes:
-    _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
 
   dataset = load_train_split(config) if dataset is None else dataset
   validate_dataset(dataset, config.batch_size)
@@ -224,7 +234,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   bar = None
   try:
     state, epoch = _restore_or_init(setup, ckpt)
-    if writes:
+    if writes:  # Only now: a config its checkpoints do not fit must not replace the saved one.
+      _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
       _drop_records_after(metrics_path, epoch)
     epoch_fn = _make_epoch_fn(setup, config.debug_nan_step, multi)
     sample_fn = jax.jit(setup.task.sample, static_argnums=2)
