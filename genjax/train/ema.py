@@ -89,8 +89,8 @@ def choose(state, use_average: bool):
     return state
   drop = lambda s: s._replace(average=None) if isinstance(s, ParamAverageState) else s
   is_average = lambda s: isinstance(s, ParamAverageState)
-  fields = {f.name: jax.tree.map(drop, getattr(state, f.name), is_leaf=is_average)
-            for f in dataclasses.fields(state) if f.name.endswith("opt")}
+  fields = {f: jax.tree.map(drop, getattr(state, f), is_leaf=is_average)
+            for f in _opt_fields(state)}
   return state.replace(**fields)
 
 
