@@ -170,6 +170,7 @@ def override(config: ml_collections.ConfigDict, values: Mapping[str, Any]
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the values genjax cannot work with, naming the key."""
   from genjax import data, models  # pylint: disable=import-outside-toplevel
+  from genjax.train import ema  # pylint: disable=import-outside-toplevel
 
   _check_types(config)
   extra = set(_known_keys(config)) - set(_known_keys(base_config()))
@@ -214,8 +215,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.iw_gradient == "dreg" and config.iw_train_samples < 2:
     raise ValueError("config.iw_gradient='dreg' estimates the gradient of the importance-"
                      "weighted bound: set config.iw_train_samples to k > 1.")
-  if not 0.0 <= config.ema_decay < 1.0:
-    raise ValueError(f"config.ema_decay must lie in [0, 1) (0: off), got {config.ema_decay}.")
+  ema.check_decay(config.ema_decay)
   if not 0.0 <= config.ada_p_init <= 1.0:
     raise ValueError(f"config.ada_p_init must lie in [0, 1], got {config.ada_p_init}.")
   if config.keep_best_mode not in ("min", "max"):

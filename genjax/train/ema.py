@@ -37,18 +37,23 @@ def decay_at(count: jax.Array, decay: float) -> jax.Array:
   return jnp.minimum(decay, (1.0 + count) / (10.0 + count))
 
 
-def _check(decay: float) -> None:
+def check_decay(decay: float) -> None:
   if not 0.0 <= decay < 1.0:
     raise ValueError(f"config.ema_decay must lie in [0, 1) (0: off), got {decay}.")
 
 
+def _fresh(params) -> ParamAverageState:
+  """An average that starts at `params`. A copy: the state must not hold one buffer twice
+  (the loop donates it)."""
+  return ParamAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.array, params))
+
+
 def param_average(decay: float) -> optax.GradientTransformation:
   """Updates unchanged; state: the moving average of `params + updates` with `decay`."""
-  _check(decay)
+  check_decay(decay)
 
   def init(params):
-    # A copy: the state must not hold one buffer twice (the loop donates it).
-    return ParamAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.array, params))
+    return _fresh(params)
 
   def update(updates, state, params=None):
     if params is None:
@@ -64,7 +69,6 @@ def param_average(decay: float) -> optax.GradientTransformation:
 def with_average(tx: optax.GradientTransformation, decay: float
                  ) -> optax.GradientTransformation:
   """`tx` followed by `param_average(decay)`; `tx` itself when decay is 0."""
-  _check(decay)
   return tx if decay == 0.0 else optax.chain(tx, param_average(decay))
 
 
@@ -118,6 +122,5 @@ def start_average(state, target):
   started = {}
   for f in _opt_fields(target):
     if has_average(getattr(target, f)):
-      params = jax.tree.map(jnp.array, getattr(state, _params_of(f)))  # a copy, as in init
-      started[f] = (getattr(state, f), ParamAverageState(jnp.zeros((), jnp.int32), params))
+      started[f] = (getattr(state, f), _fresh(getattr(state, _params_of(f))))
   return state.replace(**started)
