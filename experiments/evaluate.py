@@ -3,7 +3,8 @@
   python experiments/evaluate.py --samples FILE.npz --dataset mnist [--split test]
   python experiments/evaluate.py --workdir W [--num 10000]   # sample W's model, then evaluate
       # (its moving average where the run keeps one; --noema: its last parameters, written
-      # to eval_samples_last.npz / eval_last.json)
+      # to eval_samples_last.npz / eval_last.json; a VAE with --latent_prior=FILE: z from
+      # that fitted mixture, to eval_samples_latent_prior.npz / eval_latent_prior.json)
   python experiments/evaluate.py --baseline train --dataset mnist  # reference numbers:
       # the first --num train images ('train') or uniform noise ('noise') as the "samples"
 Prints the numbers and writes `eval.json` (next to the samples file, or in W; --out
@@ -32,6 +33,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling and KID-subset seed.")
 _EMA = flags.DEFINE_bool("ema", True, "With --workdir: sample the parameters' moving average "
                          "where the run keeps one (config.ema_decay > 0); --noema: the last "
                          "parameters.")
+_PRIOR = flags.DEFINE_string("latent_prior", "", "With --workdir of a VAE: draw z from this "
+                             "mixture (experiments/fit_prior.py) instead of N(0, I); files "
+                             "get the suffix _latent_prior.")
 _OUT = flags.DEFINE_string("out", None, "Where to write the JSON (default: eval.json beside "
                            "the samples / in the workdir).")
 _CLASSIFIER_DIR = flags.DEFINE_string("classifier_dir", None, "Feature classifier directory "
@@ -58,10 +62,11 @@ def main(argv):
     from genjax.sampling import export_samples  # pylint: disable=import-outside-toplevel
 
     dataset = _DATASET.value or config_lib.load_workdir_config(_WORKDIR.value).dataset
-    suffix = "" if _EMA.value else "_last"  # --noema writes beside the default files
+    # --noema and --latent_prior write beside the default files.
+    suffix = ("" if _EMA.value else "_last") + ("_latent_prior" if _PRIOR.value else "")
     samples_path = os.path.join(_WORKDIR.value, f"eval_samples{suffix}.npz")
     images = export_samples(_WORKDIR.value, _NUM.value, samples_path, seed=_SEED.value,
-                            ema=_EMA.value)["images"]
+                            ema=_EMA.value, latent_prior=_PRIOR.value)["images"]
     out = _OUT.value or os.path.join(_WORKDIR.value, f"eval{suffix}.json")
   elif _BASELINE.value:
     if not _DATASET.value:

@@ -8,6 +8,8 @@
   python experiments/nll.py --workdir=runs/vae_conv --start=500 --num_test=500 --per_image \
     --out=b.json
   python experiments/nll.py --merge=a.json,b.json
+  # a VAE with the Gaussian-mixture prior that experiments/fit_prior.py fitted in its place:
+  python experiments/nll.py --workdir=runs/vae_conv --latent_prior=runs/vae_conv/latent_prior.npz
 
 The test split is binarised once with a fixed key (dynamic binarisation, seed --seed). Prints
 the NLL in nats per image and in bits/dim, and writes them as JSON to --out if given. For a
@@ -28,6 +30,7 @@ from genjax.config import override, validate
 from genjax.eval import likelihood as lik
 from genjax.train import ema as ema_lib
 from genjax.train.loop import load_trained
+from genjax.train.vae import load_latent_prior
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained 'vae' or 'pixelcnn' work dir.")
 _IW = flags.DEFINE_integer("iw_samples", 0, "k of the IW bound (0: config.iw_samples).")
@@ -42,13 +45,15 @@ _CHUNK = flags.DEFINE_integer("iw_chunk", 0, "z samples per image drawn at once 
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Test images per jitted batch.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the test binarisation and of z.")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON output path.")
+_PRIOR = flags.DEFINE_string("latent_prior", "", "A VAE's p(z): a mixture .npz written by "
+                             "experiments/fit_prior.py for this checkpoint (default N(0, I)).")
 _EMA = flags.DEFINE_bool("ema", True, "Score the parameters' moving average where the run "
                          "keeps one (config.ema_decay > 0); --noema: the last parameters.")
 
 
 def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size: int = 100,
              seed: int = 0, iw_chunk: int = 0, start: int = 0, per_image: bool = False,
-             ema: bool = True) -> dict:
+             ema: bool = True, latent_prior: str = "") -> dict:
   """{'nll_nats', 'bits_per_dim', 'sem_nats', ...} on the test split of the run's dataset."""
   if start < 0 or start % batch_size:
     raise ValueError(f"--start={start} must be a non-negative multiple of --batch_size="
@@ -58,7 +63,10 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
   k = iw_samples or config.iw_samples
   config = override(config, {"iw_samples": k, "iw_chunk": iw_chunk or config.iw_chunk})
   validate(config)  # e.g. a chunk that does not divide k, named
-  fn = lik.get_log_likelihood_fn(config, iw_samples=k)
+  prior, prior_name = None, "standard normal"
+  if latent_prior:
+    prior, prior_name = load_latent_prior(latent_prior, config, state)
+  fn = lik.get_log_likelihood_fn(config, iw_samples=k, prior=prior)
   test = data_lib.load(config.dataset, "test", data_dir=config.data_dir or None,
                        source=config.data_source)
   images = test.images[start:start + num_test] if num_test else test.images[start:]
@@ -74,6 +82,7 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
             "iw_chunk": config.iw_chunk if config.family == "vae" else None,
             "seed": seed, "batch_size": batch_size, "num_dims": num_dims,
             "params": "moving average" if ema_lib.has_average(state.opt) else "last",
+            "latent_prior": prior_name,
             **lik.nll_summary(ll, num_dims), "seconds": round(time.time() - began, 1)}
   if per_image:
     result["log_likelihoods"] = [float(v) for v in ll]
@@ -100,7 +109,8 @@ def main(argv):
   elif _WORKDIR.value:
     result = test_nll(_WORKDIR.value, iw_samples=_IW.value, num_test=_NUM_TEST.value,
                       batch_size=_BATCH.value, seed=_SEED.value, iw_chunk=_CHUNK.value,
-                      start=_START.value, per_image=_PER_IMAGE.value, ema=_EMA.value)
+                      start=_START.value, per_image=_PER_IMAGE.value, ema=_EMA.value,
+                      latent_prior=_PRIOR.value)
   else:
     raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts).")
   print(json.dumps({k: v for k, v in result.items() if k != "log_likelihoods"}, indent=2))

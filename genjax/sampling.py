@@ -27,15 +27,23 @@ def generate(task, state, key: jax.Array, num: int, batch_size: int = 1000
   return np.concatenate(out), labels
 
 
-def export_samples(workdir: str, num: int, out: str, seed: int = 0, ema: bool = True) -> dict:
+def export_samples(workdir: str, num: int, out: str, seed: int = 0, ema: bool = True,
+                   latent_prior: str = "") -> dict:
   """Writes `num` samples of the latest checkpoint in `workdir` to the .npz file `out`; with
-  `ema=False` from the last parameters even where the run keeps a moving average."""
+  `ema=False` from the last parameters even where the run keeps a moving average; a VAE's
+  z from the mixture file `latent_prior` (experiments/fit_prior.py) instead of N(0, I)."""
   if num < 1:
     raise ValueError(f"--num must be >= 1, got {num}.")
-  _, setup, state = load_trained(workdir)
+  config, setup, state = load_trained(workdir)
   state = ema_lib.choose(state, ema)
+  task = setup.task
+  if latent_prior:
+    from genjax.train import vae  # pylint: disable=import-outside-toplevel
+
+    decode = vae.make_prior_sampler(config, vae.load_latent_prior(latent_prior, config, state)[0])
+    task = task._replace(sample=lambda state, key, num, labels=None: decode(state, key, num))
   key = jax.random.fold_in(jax.random.PRNGKey(seed), EXPORT_KEY_TAG)
-  images, labels = generate(setup.task, state, key, num)
+  images, labels = generate(task, state, key, num)
   arrays = {"images": images} if labels is None else {"images": images,
                                                       "labels": labels.astype(np.int32)}
   np.savez_compressed(out, **arrays)

@@ -113,14 +113,18 @@ def evaluate_dataset(log_likelihood_fn: Callable, state, images_u8: np.ndarray,
   return np.concatenate(out)
 
 
-def get_log_likelihood_fn(config, *, iw_samples: int | None = None) -> Callable:
+def get_log_likelihood_fn(config, *, iw_samples: int | None = None, prior=None) -> Callable:
   """(state, images in [-1,1], key) -> log p(x) [B] in nats for a 'vae' (importance-
-  weighted bound with k = iw_samples, default config.iw_samples) or 'pixelcnn' (exact)."""
+  weighted bound with k = iw_samples, default config.iw_samples; latent prior N(0, I) or the
+  `genjax.models.latent_prior` mixture `prior`) or 'pixelcnn' (exact)."""
   # pylint: disable=import-outside-toplevel
   if config.family == "vae":
     from genjax.train.vae import make_log_likelihood
 
-    return make_log_likelihood(config, iw_samples or config.iw_samples)
+    return make_log_likelihood(config, iw_samples or config.iw_samples, prior)
+  if prior is not None:
+    raise ValueError(f"A latent prior applies to a VAE, not to config.family="
+                     f"{config.family!r}.")
   if config.family == "pixelcnn":
     from genjax.train.pixelcnn import make_log_likelihood
 
@@ -143,16 +147,17 @@ def merge_parts(parts: list[dict]) -> dict:
 
   Each part is a dict with 'start' (first test image), 'log_likelihoods' (per image) and the
   keys that must agree for the parts to be one evaluation: 'workdir', 'step', 'iw_samples',
-  'iw_chunk', 'seed', 'batch_size', 'num_dims', 'params' (absent: 'last'). Overlapping
+  'iw_chunk', 'seed', 'batch_size', 'num_dims', 'params' (absent: 'last'), 'latent_prior'
+  (absent: 'standard normal'). Overlapping
   ranges or disagreeing keys raise one error naming them. Returns {'start', 'num_test',
   'nll_nats', 'sem_nats', 'bits_per_dim', 'contiguous'} and the shared keys.
   """
   if not parts:
     raise ValueError("merge_parts: no parts given.")
   shared = ("workdir", "step", "iw_samples", "iw_chunk", "seed", "batch_size", "num_dims",
-            "params")
-  # Which parameters were scored; files written before that key existed scored the last ones.
-  parts = [{"params": "last", **part} for part in parts]
+            "params", "latent_prior")
+  # Files written before these keys existed scored the last parameters under N(0, I).
+  parts = [{"params": "last", "latent_prior": "standard normal", **part} for part in parts]
   for part in parts:
     missing = [k for k in (*shared, "start", "log_likelihoods") if k not in part]
     if missing:

@@ -4,8 +4,9 @@ encoder/decoder.
 The encoder maps images [B,28,28,1] to the mean and log-variance of a diagonal Gaussian
 q(z|x) [B,L]; the decoder maps z [B,L] to per-pixel likelihood parameters [B,28,28,P]:
 P = 1 Bernoulli logits (binarised data) or P = 2 Gaussian (mean, log-scale) for continuous
-[0,1] intensities. The prior is N(0, I). The maths (ELBO, importance weights) lives in
-`genjax.train.vae`; these modules only compute.
+[0,1] intensities. The prior is N(0, I) (`latent_prior` fits a mixture to a trained model's
+posteriors). The maths (ELBO, importance weights) lives in `genjax.train.vae`; these modules
+only compute.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from genjax.eval import likelihood as lik
+from genjax.models import latent_prior as prior_lib
 from genjax.models.vae import VAE, get_vae
 from genjax.train import ema as ema_lib
 from genjax.train.task import ModelState, Task, average_over, likelihood_optimizer, per_device
@@ -75,25 +76,25 @@ def elbo(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
 
 
 def log_weights_at(vae: VAE, log_px_given_z, params, x: jax.Array, z: jax.Array,
-                   mean: jax.Array, std: jax.Array) -> jax.Array:
-  """log p(x, z_k) - log q(z_k | x) at given samples z [n, B, L], q = N(mean, std^2): [n, B]."""
+                   mean: jax.Array, std: jax.Array, prior=None) -> jax.Array:
+  """log p(x, z_k) - log q(z_k | x) at given samples z [n, B, L], q = N(mean, std^2): [n, B].
+  p(z) is N(0, I), or the `genjax.models.latent_prior` mixture `prior`."""
   n = z.shape[0]
-  norm = jax.scipy.stats.norm.logpdf
-  log_prior = norm(z).sum(-1)
-  log_q = norm(z, mean, std).sum(-1)
+  log_prior = prior_lib.log_prob(prior, z)
+  log_q = jax.scipy.stats.norm.logpdf(z, mean, std).sum(-1)
   out = vae.apply(params, z.reshape((-1, z.shape[-1])), method=VAE.decode)  # [n*B, H,W,P]
   x_rep = jnp.broadcast_to(x, (n,) + x.shape).reshape((-1,) + x.shape[1:])
   log_px = log_px_given_z(out, x_rep).reshape(n, -1)
   return log_px + log_prior - log_q
 
 
-def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int
-                ) -> jax.Array:
+def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int,
+                prior=None) -> jax.Array:
   """log p(x, z_k) - log q(z_k | x) for n samples z_k ~ q(z|x) per image: [n, B]."""
   mean, logvar = vae.apply(params, x, method=VAE.encode)  # [B, L]
   std = jnp.exp(0.5 * logvar)
   z = mean + std * jax.random.normal(key, (n,) + mean.shape)  # [n, B, L]
-  return log_weights_at(vae, log_px_given_z, params, x, z, mean, std)
+  return log_weights_at(vae, log_px_given_z, params, x, z, mean, std, prior)
 
 
 def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int
@@ -127,7 +128,6 @@ def make_vae_task(config) -> Task:
   tx = likelihood_optimizer(config)
   data_fn = make_data_fn(config.likelihood)
   log_px_given_z = make_log_px_given_z(config.likelihood)
-  latent_dim = config.latent_dim
   warmup_steps = config.kl_warmup_steps
   iw_train = config.iw_train_samples
   dreg = config.iw_gradient == "dreg"
@@ -170,21 +170,64 @@ def make_vae_task(config) -> Task:
 
     return step
 
+  decode_prior_samples = make_prior_sampler(config)
+
   def sample(state: ModelState, key: jax.Array, num: int, labels=None) -> jax.Array:
-    """Decoded prior samples in [-1,1]: the Bernoulli means (or Gaussian means), the usual
-    way to show a binary model's samples without salt-and-pepper noise."""
     del labels  # Unconditional.
-    z = jax.random.normal(key, (num, latent_dim))
-    out = vae.apply(ema_lib.sampling_params(state.params, state.opt), z, method=VAE.decode)
-    unit = jax.nn.sigmoid(out) if config.likelihood == "bernoulli" else out[..., :1]
-    return jnp.clip(unit, 0.0, 1.0) * 2.0 - 1.0
+    return decode_prior_samples(state, key, num)
 
   return Task(init=init, make_step=make_step, sample=sample)
 
 
-def make_log_likelihood(config, iw_samples: int):
+def make_prior_sampler(config, prior=None):
+  """(state, key, num) -> decoded samples z ~ p(z) in [-1,1], p(z) N(0, I) or the mixture
+  `prior`: the Bernoulli means (or Gaussian means), the usual way to show a binary model's
+  samples without salt-and-pepper noise."""
+  vae = get_vae(config)
+
+  def decode_prior_samples(state: ModelState, key: jax.Array, num: int) -> jax.Array:
+    z = prior_lib.sample(prior, key, num, config.latent_dim)
+    out = vae.apply(ema_lib.sampling_params(state.params, state.opt), z, method=VAE.decode)
+    unit = jax.nn.sigmoid(out) if config.likelihood == "bernoulli" else out[..., :1]
+    return jnp.clip(unit, 0.0, 1.0) * 2.0 - 1.0
+
+  return decode_prior_samples
+
+
+def make_posterior_sampler(config):
+  """(params, images in [-1,1], key) -> one z ~ q(z | x) per image [B, L], x binarised (or
+  scaled to [0,1]) from the key as in training: draws from the aggregate posterior."""
+  vae = get_vae(config)
+  data_fn = make_data_fn(config.likelihood)
+
+  def posterior_sample(params, images: jax.Array, key: jax.Array) -> jax.Array:
+    k_data, k_z = jax.random.split(key)
+    mean, logvar = vae.apply(params, data_fn(k_data, images), method=VAE.encode)
+    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, mean.shape)
+
+  return posterior_sample
+
+
+def load_latent_prior(path: str, config, state) -> tuple[prior_lib.GaussianMixture, str]:
+  """(mixture, a description for results) from `experiments/fit_prior.py`'s file, checked
+  against the parameters that will use it (`state`'s sampling parameters)."""
+  if config.family != "vae":
+    raise ValueError(f"A latent prior applies to a VAE, not to config.family="
+                     f"{config.family!r}.")
+  prior, meta = prior_lib.load(path)
+  prior_lib.check(prior, config.latent_dim)
+  if meta.get("fingerprint") != prior_lib.fingerprint(
+      ema_lib.sampling_params(state.params, state.opt)):
+    raise ValueError(f"{path} was fitted to other parameters (step {meta.get('step')}, "
+                     f"{meta.get('params')}) than these (step {int(state.step)}): refit it "
+                     "with experiments/fit_prior.py.")
+  return prior, f"gaussian mixture, K={len(prior.log_weights)} ({path})"
+
+
+def make_log_likelihood(config, iw_samples: int, prior=None):
   """(state, images in [-1,1], key) -> importance-weighted log p(x) [B] in nats, k =
-  `iw_samples` drawn in chunks of config.iw_chunk (the whole k if it is smaller)."""
+  `iw_samples` drawn in chunks of config.iw_chunk (the whole k if it is smaller); p(z) is
+  N(0, I), or the `genjax.models.latent_prior` mixture `prior` (q(z|x) stays the proposal)."""
   vae = get_vae(config)
   data_fn = make_data_fn(config.likelihood)
   log_px_given_z = make_log_px_given_z(config.likelihood)
@@ -195,7 +238,7 @@ def make_log_likelihood(config, iw_samples: int):
     x = data_fn(k_data, images)
     params = ema_lib.sampling_params(state.params, state.opt)
     return lik.iw_log_likelihood(
-        lambda k, n: log_weights(vae, log_px_given_z, params, x, k, n),
+        lambda k, n: log_weights(vae, log_px_given_z, params, x, k, n, prior),
         k_z, iw_samples, chunk)
 
   return log_likelihood
