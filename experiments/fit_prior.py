@@ -3,14 +3,16 @@
   python experiments/fit_prior.py --workdir=runs/vae_conv              # K chosen from 5..50
   python experiments/fit_prior.py --workdir=runs/vae_conv --components=20
   python experiments/nll.py --workdir=runs/vae_conv --latent_prior=runs/vae_conv/latent_prior.npz
+  python experiments/evaluate.py --workdir=runs/vae_conv \
+      --latent_prior=runs/vae_conv/latent_prior.npz
 
-One z ~ q(z|x) per training image (the run's training split, binarised once with --seed)
-are the samples. Each candidate K is fitted (EM, full covariances) to all but --heldout of
-them, in a seeded random order, and scored by the held-out mean log-density; the best K is
-refitted on all and written to --out (default <workdir>/latent_prior.npz) with the
-checkpoint step and the scores, beside a grid of samples from it (`..._samples.png`) and one from N(0, I). The
-encoder and decoder are not changed: the mixture replaces N(0, I) as p(z) in
-`nll.py --latent_prior` and in the samples (`genjax.models.latent_prior`).
+The samples: one z ~ q(z|x) per image of the run's training split (binarised once with
+--seed), in a seeded random order. Each candidate K is fitted (EM, full covariances) to all
+but the last --heldout of them and scored by their mean log-density; the best K is refitted
+on all and written to --out (default <workdir>/latent_prior.npz) with the checkpoint step,
+a fingerprint of the parameters and the scores, beside a grid of samples from it
+(`..._samples.png`) and one from N(0, I) (`..._samples_standard_normal.png`). The encoder
+and decoder are not changed: the mixture replaces N(0, I) as p(z) (`genjax.models.latent_prior`).
 """
 import json
 import os

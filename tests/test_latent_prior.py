@@ -22,8 +22,8 @@ def _mixture(seed=0, k=3, dim=4, spread=3.0):
   weights = rng.dirichlet(np.ones(k))
   # scikit-learn's convention: upper triangular P with P P^T = precision.
   chols = np.stack([np.linalg.cholesky(np.linalg.inv(c)[::-1, ::-1])[::-1, ::-1] for c in covs])
-  prior = prior_lib.GaussianMixture(jnp.log(jnp.asarray(weights, jnp.float32)),
-                                    jnp.asarray(means, jnp.float32), jnp.asarray(chols, jnp.float32))
+  prior = prior_lib.GaussianMixture(*(jnp.asarray(a, jnp.float32)
+                                      for a in (np.log(weights), means, chols)))
   return prior, weights, means, np.stack(covs)
 
 
