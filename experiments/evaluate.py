@@ -57,6 +57,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if sum(map(bool, (_SAMPLES.value, _WORKDIR.value, _BASELINE.value))) != 1:
     raise app.UsageError("Give exactly one of --samples FILE.npz, --workdir W or --baseline.")
+  if _PRIOR.value and not _WORKDIR.value:
+    raise app.UsageError("--latent_prior samples a VAE's work directory: give --workdir.")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO.
   if _WORKDIR.value:
     from genjax.sampling import export_samples  # pylint: disable=import-outside-toplevel

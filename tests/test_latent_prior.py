@@ -86,6 +86,9 @@ def test_files_round_trip_and_bad_ones_are_named(tmp_path):
   np.savez(tmp_path / "short.npz", means=np.zeros((2, 4)))
   with pytest.raises(ValueError, match="short.npz is not a latent prior"):
     prior_lib.load(str(tmp_path / "short.npz"))
+  prior_lib.save(str(tmp_path / "ragged"), prior._replace(means=prior.means[:2]))
+  with pytest.raises(ValueError, match="ragged is not a latent prior.*expected"):
+    prior_lib.load(str(tmp_path / "ragged"))  # saved at exactly that path, refused on load
 
 
 def test_iw_bound_with_a_one_component_standard_mixture_equals_the_default():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import zipfile
 from typing import NamedTuple
 
@@ -113,21 +114,24 @@ def fingerprint(params) -> str:
 
 
 def save(path: str, prior: GaussianMixture, **meta) -> None:
-  """The mixture's arrays and `meta` (JSON-able values, e.g. the checkpoint step) as .npz."""
-  np.savez(path, **{name: np.asarray(value) for name, value in zip(_KEYS, prior)},
-           meta=np.array(json.dumps(meta)))
+  """The mixture's arrays and `meta` (JSON-able values, e.g. the checkpoint step) as .npz at
+  exactly `path`, written to a temporary file first so a stop mid-write leaves the old one."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "wb") as f:
+    np.savez(f, **{name: np.asarray(value) for name, value in zip(_KEYS, prior)},
+             meta=np.array(json.dumps(meta)))
+  os.replace(tmp, path)
 
 
 def load(path: str) -> tuple[GaussianMixture, dict]:
   """(mixture, meta) written by `save`; a file that is not one gets one error naming it."""
   try:
     with np.load(path) as data:
-      arrays = {name: np.asarray(data[name], np.float32) for name in _KEYS}
+      prior = GaussianMixture(*(jnp.asarray(data[name], jnp.float32) for name in _KEYS))
       meta = json.loads(str(data["meta"]))
+    check(prior, prior.means.shape[-1] if prior.means.ndim == 2 else -1)
   except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
     raise ValueError(f"{path} is not a latent prior written by genjax ({e}).") from e
-  prior = GaussianMixture(**{name: jnp.asarray(value) for name, value in arrays.items()})
-  check(prior, prior.means.shape[-1] if prior.means.ndim == 2 else -1)
   return prior, meta
 
 
