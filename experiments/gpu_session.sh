@@ -23,6 +23,9 @@
 # and 3: <= 82 and <= 81.3 nats). TRAIN_FLAGS adds train.py flags to that training, e.g.
 # TRAIN_FLAGS=--config.iw_train_samples=5 for the importance-weighted (IWAE) objective;
 # add --config.ema_decay=0.999 to score the parameters' moving average (nll.py's default).
+# LATENT_PRIOR=1 (VAEs) fits a Gaussian-mixture prior to the trained model's aggregate
+# posterior (experiments/fit_prior.py, up to 120 s) and scores the test set with it (give it
+# the time: TRAIN_SECONDS=150).
 # GPU_SESSION_SECONDS (default 570) bounds the whole call: a stage gets what is left, later
 # stages are skipped, and results.tar.gz is rewritten after every stage.
 # SMOKE=1 runs every stage with tiny sizes on whatever device is there (checked on CPU), with
@@ -111,11 +114,17 @@ likelihood_run() {  # likelihood_run NAME CONFIG: train for TRAIN_SECONDS, then 
   [ "$SMOKE" = 1 ] && { seconds=30; cfg="$cfg:smoke"; k=10; part=100; }
   stage "train_$name" "$seconds" python3 experiments/train.py --config="experiments/configs/$cfg" \
     --config.progress_bar=False --config.tensorboard=False $EPOCHS ${TRAIN_FLAGS:-} --workdir="$w"
+  local prior=() fit=(--components=5,10,20,50)
+  [ "$SMOKE" = 1 ] && fit=(--components=1,3 --heldout=300)
+  if [ "${LATENT_PRIOR:-0}" = 1 ] && [ "$name" != pixelcnn ]; then
+    stage "fit_prior_$name" 120 python3 experiments/fit_prior.py --workdir="$w" "${fit[@]}"
+    prior=(--latent_prior="$w/latent_prior.npz")
+  fi
   local parts=()
   for start in 0 $part $((2 * part)) $((3 * part)); do
     local out="$R/nll_${name}_from$start.json"
     stage "nll_${name}_from$start" 60 python3 experiments/nll.py --workdir="$w" \
-      --iw_samples=$k --start=$start --num_test=$part --per_image --out="$out"
+      --iw_samples=$k --start=$start --num_test=$part --per_image "${prior[@]}" --out="$out"
     [ -f "$out" ] && parts+=("$out")
   done
   [ ${#parts[@]} -gt 0 ] && stage "nll_${name}_merged" 30 python3 experiments/nll.py \
