@@ -72,11 +72,8 @@ def main(argv):
   else:
     prior, choice = prior_lib.select_and_fit(z, candidates, heldout=_HELDOUT.value,
                                              seed=_SEED.value, reg_covar=_REG.value)
-  meta = {"workdir": workdir, "step": int(jax.device_get(state.step)),
-          "params": "moving average" if ema_lib.has_average(state.opt) else "last",
-          "fingerprint": prior_lib.fingerprint(ema_lib.sampling_params(state.params,
-                                                                       state.opt)),
-          "dataset": config.dataset, "num_samples": int(len(z)), "candidates": candidates,
+  meta = {"workdir": workdir, **vae_lib.prior_owner(state), "dataset": config.dataset,
+          "num_samples": int(len(z)), "candidates": candidates,
           "heldout": _HELDOUT.value if len(candidates) > 1 else 0, "seed": _SEED.value,
           "reg_covar": _REG.value, **choice,
           "train_log_prob": prior_lib.mean_log_prob(prior, z)}

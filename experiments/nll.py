@@ -81,7 +81,7 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
             "num_test": int(len(images)), "iw_samples": k if config.family == "vae" else None,
             "iw_chunk": config.iw_chunk if config.family == "vae" else None,
             "seed": seed, "batch_size": batch_size, "num_dims": num_dims,
-            "params": "moving average" if ema_lib.has_average(state.opt) else "last",
+            "params": ema_lib.params_name(state.opt),
             "latent_prior": prior_name,
             **lik.nll_summary(ll, num_dims), "seconds": round(time.time() - began, 1)}
   if per_image:

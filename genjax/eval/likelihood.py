@@ -113,18 +113,24 @@ def evaluate_dataset(log_likelihood_fn: Callable, state, images_u8: np.ndarray,
   return np.concatenate(out)
 
 
+def check_prior_family(config) -> None:
+  """A latent prior belongs to a VAE: one error naming any other family."""
+  if config.family != "vae":
+    raise ValueError(f"A latent prior applies to a VAE, not to config.family="
+                     f"{config.family!r}.")
+
+
 def get_log_likelihood_fn(config, *, iw_samples: int | None = None, prior=None) -> Callable:
   """(state, images in [-1,1], key) -> log p(x) [B] in nats for a 'vae' (importance-
   weighted bound with k = iw_samples, default config.iw_samples; latent prior N(0, I) or the
   `genjax.models.latent_prior` mixture `prior`) or 'pixelcnn' (exact)."""
   # pylint: disable=import-outside-toplevel
+  if prior is not None:
+    check_prior_family(config)
   if config.family == "vae":
     from genjax.train.vae import make_log_likelihood
 
     return make_log_likelihood(config, iw_samples or config.iw_samples, prior)
-  if prior is not None:
-    raise ValueError(f"A latent prior applies to a VAE, not to config.family="
-                     f"{config.family!r}.")
   if config.family == "pixelcnn":
     from genjax.train.pixelcnn import make_log_likelihood
 

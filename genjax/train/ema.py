@@ -81,6 +81,11 @@ def has_average(opt_state) -> bool:
   return found is not None and found.average is not None
 
 
+def params_name(opt_state) -> str:
+  """Which parameters `sampling_params` gives, for results files: 'moving average' or 'last'."""
+  return "moving average" if has_average(opt_state) else "last"
+
+
 def sampling_params(params, opt_state):
   """The parameters to sample and score with: the average where `opt_state` keeps one."""
   return _average_state(opt_state).average if has_average(opt_state) else params

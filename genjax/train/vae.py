@@ -208,16 +208,22 @@ def make_posterior_sampler(config):
   return posterior_sample
 
 
+def prior_owner(state) -> dict:
+  """What a fitted latent prior records of the parameters it was fitted to ('step',
+  'params', 'fingerprint' of `state`'s sampling parameters); `load_latent_prior` compares
+  the fingerprint."""
+  return {"step": int(jax.device_get(state.step)), "params": ema_lib.params_name(state.opt),
+          "fingerprint": prior_lib.fingerprint(ema_lib.sampling_params(state.params,
+                                                                       state.opt))}
+
+
 def load_latent_prior(path: str, config, state) -> tuple[prior_lib.GaussianMixture, str]:
   """(mixture, a description for results) from `experiments/fit_prior.py`'s file, checked
   against the parameters that will use it (`state`'s sampling parameters)."""
-  if config.family != "vae":
-    raise ValueError(f"A latent prior applies to a VAE, not to config.family="
-                     f"{config.family!r}.")
+  lik.check_prior_family(config)
   prior, meta = prior_lib.load(path)
   prior_lib.check(prior, config.latent_dim)
-  if meta.get("fingerprint") != prior_lib.fingerprint(
-      ema_lib.sampling_params(state.params, state.opt)):
+  if meta.get("fingerprint") != prior_owner(state)["fingerprint"]:
     raise ValueError(f"{path} was fitted to other parameters (step {meta.get('step')}, "
                      f"{meta.get('params')}) than these (step {int(state.step)}): refit it "
                      "with experiments/fit_prior.py.")
