@@ -4,7 +4,7 @@
   python experiments/evaluate.py --workdir W [--num 10000]   # sample W's model, then evaluate
       # (its moving average where the run keeps one; --noema: its last parameters, written
       # to eval_samples_last.npz / eval_last.json; a VAE with --latent_prior=FILE: z from
-      # that fitted mixture, to eval_samples_latent_prior.npz / eval_latent_prior.json)
+      # that fitted prior, to eval_samples_latent_prior.npz / eval_latent_prior.json)
   python experiments/evaluate.py --baseline train --dataset mnist  # reference numbers:
       # the first --num train images ('train') or uniform noise ('noise') as the "samples"
 Prints the numbers and writes `eval.json` (next to the samples file, or in W; --out
@@ -34,7 +34,7 @@ _EMA = flags.DEFINE_bool("ema", True, "With --workdir: sample the parameters' mo
                          "where the run keeps one (config.ema_decay > 0); --noema: the last "
                          "parameters.")
 _PRIOR = flags.DEFINE_string("latent_prior", "", "With --workdir of a VAE: draw z from this "
-                             "mixture (experiments/fit_prior.py) instead of N(0, I); files "
+                             "fitted prior (experiments/fit_prior.py) instead of N(0, I); files "
                              "get the suffix _latent_prior.")
 _OUT = flags.DEFINE_string("out", None, "Where to write the JSON (default: eval.json beside "
                            "the samples / in the workdir).")

@@ -25,7 +25,8 @@
 # add --config.ema_decay=0.999 to score the parameters' moving average (nll.py's default).
 # LATENT_PRIOR=1 (VAEs) fits a Gaussian-mixture prior to the trained model's aggregate
 # posterior (experiments/fit_prior.py, up to 120 s) and scores the test set with it (give it
-# the time: TRAIN_SECONDS=150).
+# the time: TRAIN_SECONDS=150); LATENT_PRIOR=flow a RealNVP flow prior instead
+# (fit_prior.py --family=flow).
 # GPU_SESSION_SECONDS (default 570) bounds the whole call: a stage gets what is left, later
 # stages are skipped, and results.tar.gz is rewritten after every stage.
 # SMOKE=1 runs every stage with tiny sizes on whatever device is there (checked on CPU), with
@@ -116,7 +117,10 @@ likelihood_run() {  # likelihood_run NAME CONFIG: train for TRAIN_SECONDS, then 
     --config.progress_bar=False --config.tensorboard=False $EPOCHS ${TRAIN_FLAGS:-} --workdir="$w"
   local prior=() fit=(--components=5,10,20,50)
   [ "$SMOKE" = 1 ] && fit=(--components=1,3 --heldout=300)
-  if [ "${LATENT_PRIOR:-0}" = 1 ] && [ "$name" != pixelcnn ]; then
+  [ "${LATENT_PRIOR:-0}" = flow ] && fit=(--family=flow)
+  [ "${LATENT_PRIOR:-0}" = flow ] && [ "$SMOKE" = 1 ] && fit=(--family=flow --flow_steps=20 \
+    --flow_hidden=16 --heldout=300)
+  if [ "${LATENT_PRIOR:-0}" != 0 ] && [ "$name" != pixelcnn ]; then
     stage "fit_prior_$name" 120 python3 experiments/fit_prior.py --workdir="$w" "${fit[@]}"
     prior=(--latent_prior="$w/latent_prior.npz")
   fi

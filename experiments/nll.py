@@ -8,7 +8,7 @@
   python experiments/nll.py --workdir=runs/vae_conv --start=500 --num_test=500 --per_image \
     --out=b.json
   python experiments/nll.py --merge=a.json,b.json
-  # a VAE with the Gaussian-mixture prior that experiments/fit_prior.py fitted in its place:
+  # a VAE with the Gaussian-mixture or flow prior that experiments/fit_prior.py fitted in its place:
   python experiments/nll.py --workdir=runs/vae_conv --latent_prior=runs/vae_conv/latent_prior.npz
 
 The test split is binarised once with a fixed key (dynamic binarisation, seed --seed). Prints
@@ -45,7 +45,7 @@ _CHUNK = flags.DEFINE_integer("iw_chunk", 0, "z samples per image drawn at once 
 _BATCH = flags.DEFINE_integer("batch_size", 100, "Test images per jitted batch.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the test binarisation and of z.")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON output path.")
-_PRIOR = flags.DEFINE_string("latent_prior", "", "A VAE's p(z): a mixture .npz written by "
+_PRIOR = flags.DEFINE_string("latent_prior", "", "A VAE's p(z): a mixture or flow .npz from "
                              "experiments/fit_prior.py for this checkpoint (default N(0, I)).")
 _EMA = flags.DEFINE_bool("ema", True, "Score the parameters' moving average where the run "
                          "keeps one (config.ema_decay > 0); --noema: the last parameters.")

@@ -31,7 +31,7 @@ def export_samples(workdir: str, num: int, out: str, seed: int = 0, ema: bool = 
                    latent_prior: str = "") -> dict:
   """Writes `num` samples of the latest checkpoint in `workdir` to the .npz file `out`; with
   `ema=False` from the last parameters even where the run keeps a moving average; a VAE's
-  z from the mixture file `latent_prior` (experiments/fit_prior.py) instead of N(0, I)."""
+  z from the prior file `latent_prior` (experiments/fit_prior.py) instead of N(0, I)."""
   if num < 1:
     raise ValueError(f"--num must be >= 1, got {num}.")
   config, setup, state = load_trained(workdir)

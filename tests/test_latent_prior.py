@@ -123,6 +123,12 @@ def test_fit_script_then_nll_with_the_prior(tmp_path):
   assert set(fitted["heldout_log_prob"]) == {"1", "3", "standard_normal"}
   for name in ("latent_prior_samples.png", "latent_prior_samples_standard_normal.png"):
     assert (tmp_path / "vae" / name).stat().st_size > 0
+  flow = json.loads(run_python(["experiments/fit_prior.py", f"--workdir={workdir}",
+                                "--family=flow", "--flow_layers=2", "--flow_hidden=16",
+                                "--flow_steps=40", "--flow_encodings=2", "--heldout=300",
+                                f"--out={tmp_path / 'flow.npz'}"]).stdout)
+  assert flow["family"] == "flow" and set(flow["heldout_log_prob"]) == {"flow",
+                                                                         "standard_normal"}
   # A prior fitted to other parameters is refused, naming the refit.
   prior, meta = prior_lib.load(fitted["out"])
   other = str(tmp_path / "other.npz")
@@ -132,7 +138,8 @@ import json
 from experiments import nll
 kw = dict(iw_samples=10, num_test=50, batch_size=25, iw_chunk=5)
 runs = {{name: nll.test_nll({workdir!r}, latent_prior=path, **kw)
-        for name, path in (('default', ''), ('mixture', {fitted['out']!r}))}}
+        for name, path in (('default', ''), ('mixture', {fitted['out']!r}),
+                           ('flow', {flow['out']!r}))}}
 try:
   nll.test_nll({workdir!r}, latent_prior={other!r}, **kw)
 except ValueError as e:
@@ -142,7 +149,8 @@ print(json.dumps(runs))
   runs = json.loads(run_python(code).stdout.strip().splitlines()[-1])
   assert runs["default"]["latent_prior"] == "standard normal"
   assert runs["mixture"]["latent_prior"].startswith(f"gaussian mixture, K={fitted['components']}")
-  assert runs["mixture"]["nll_nats"] != runs["default"]["nll_nats"]
+  assert runs["flow"]["latent_prior"].startswith("realnvp flow, 2 coupling layers of 16")
+  assert len({runs[name]["nll_nats"] for name in ("default", "mixture", "flow")}) == 3
   assert 0 < runs["mixture"]["nll_nats"] < 784 * np.log(2)
   assert "fitted to other parameters" in runs.get("error", "")
   # Samples for evaluate.py --latent_prior: z from the mixture, so other images.

@@ -123,7 +123,7 @@ def check_prior_family(config) -> None:
 def get_log_likelihood_fn(config, *, iw_samples: int | None = None, prior=None) -> Callable:
   """(state, images in [-1,1], key) -> log p(x) [B] in nats for a 'vae' (importance-
   weighted bound with k = iw_samples, default config.iw_samples; latent prior N(0, I) or the
-  `genjax.models.latent_prior` mixture `prior`) or 'pixelcnn' (exact)."""
+  `genjax.models.latent_prior` mixture or flow `prior`) or 'pixelcnn' (exact)."""
   # pylint: disable=import-outside-toplevel
   if prior is not None:
     check_prior_family(config)

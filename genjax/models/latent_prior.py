@@ -1,5 +1,6 @@
 """Latent priors of the VAEs: N(0, I), which they are trained with, or a Gaussian mixture
-fitted after training to the encoder's aggregate posterior.
+(here) or a RealNVP flow (`flow_prior`) fitted after training to the encoder's aggregate
+posterior.
 
 A VAE trained against N(0, I) leaves "holes": regions the prior covers that no image's
 posterior q(z|x) reaches, and posterior mass where the prior is thin. Its log p(x) counts that
@@ -10,8 +11,9 @@ estimation" of Ghosh et al. (2020), the second stage of Dai & Wipf's two-stage V
 and the fixed-pseudo-input end of Tomczak & Welling's VampPrior (2018). Its samples come from
 r, and its importance-weighted bound keeps q(z|x) as the proposal with r in place of N(0, I).
 
-`prior=None` everywhere means N(0, I). A mixture is a pytree of arrays (jit-able, saved with
-`save` as .npz beside the run it was fitted to); the EM fit is scikit-learn's.
+`prior=None` everywhere means N(0, I). A mixture or a flow is a pytree of arrays (jit-able,
+saved with `save` as .npz beside the run it was fitted to); the mixture's EM fit is
+scikit-learn's, the flow's `flow_prior.fit`.
 """
 from __future__ import annotations
 
@@ -20,11 +22,14 @@ import json
 import math
 import os
 import zipfile
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
+
+from genjax.models import flow_prior as flow_lib
 
 _KEYS = ("log_weights", "means", "precision_cholesky")
 
@@ -37,10 +42,24 @@ class GaussianMixture(NamedTuple):
   precision_cholesky: jax.Array  # [K, L, L]
 
 
-def log_prob(prior: GaussianMixture | None, z: jax.Array) -> jax.Array:
+Prior = Union[GaussianMixture, flow_lib.FlowPrior]
+
+
+def describe(prior: Prior | None) -> str:
+  """The prior in words, for results files."""
+  if prior is None:
+    return "standard normal"
+  if isinstance(prior, flow_lib.FlowPrior):
+    return f"realnvp flow, {prior.layers} coupling layers of {prior.hidden}"
+  return f"gaussian mixture, K={len(prior.log_weights)}"
+
+
+def log_prob(prior: Prior | None, z: jax.Array) -> jax.Array:
   """log r(z) over the last axis: [..., L] -> [...]; N(0, I) when `prior` is None."""
   if prior is None:
     return jax.scipy.stats.norm.logpdf(z).sum(-1)
+  if isinstance(prior, flow_lib.FlowPrior):
+    return flow_lib.log_prob(prior, z)
   latent_dim = prior.means.shape[-1]
   # (z - mu)^T P for every component: [..., K, L].
   y = (jnp.einsum("...l,klm->...km", z, prior.precision_cholesky)
@@ -50,12 +69,13 @@ def log_prob(prior: GaussianMixture | None, z: jax.Array) -> jax.Array:
   return jax.nn.logsumexp(per_component + prior.log_weights, axis=-1)
 
 
-def sample(prior: GaussianMixture | None, key: jax.Array, num: int, latent_dim: int
-           ) -> jax.Array:
+def sample(prior: Prior | None, key: jax.Array, num: int, latent_dim: int) -> jax.Array:
   """`num` draws z ~ r: [num, latent_dim] (for N(0, I): jax.random.normal(key, ...))."""
   if prior is None:
     return jax.random.normal(key, (num, latent_dim))
   check(prior, latent_dim)
+  if isinstance(prior, flow_lib.FlowPrior):
+    return flow_lib.sample(prior, key, num)
   k_component, k_noise = jax.random.split(key)
   noise = jax.random.normal(k_noise, (num, latent_dim))
   component = jax.random.categorical(k_component, prior.log_weights, shape=(num,))
@@ -66,8 +86,11 @@ def sample(prior: GaussianMixture | None, key: jax.Array, num: int, latent_dim: 
   return prior.means[component] + offset
 
 
-def check(prior: GaussianMixture, latent_dim: int) -> None:
-  """One clear error when the mixture's arrays do not fit each other or the model."""
+def check(prior: Prior, latent_dim: int) -> None:
+  """One clear error when the prior's arrays do not fit each other or the model."""
+  if isinstance(prior, flow_lib.FlowPrior):
+    flow_lib.check(prior, latent_dim)
+    return
   shapes = {name: tuple(np.shape(value)) for name, value in zip(_KEYS, prior)}
   k = shapes["log_weights"][0] if len(shapes["log_weights"]) == 1 else -1
   expected = {"log_weights": (k,), "means": (k, latent_dim),
@@ -96,7 +119,7 @@ def fit(z: np.ndarray, num_components: int, *, seed: int = 0, reg_covar: float =
                                                         jnp.float32))
 
 
-def mean_log_prob(prior: GaussianMixture | None, z: np.ndarray, batch: int = 4096) -> float:
+def mean_log_prob(prior: Prior | None, z: np.ndarray, batch: int = 4096) -> float:
   """Average log r(z) over samples z [N, L], in batches."""
   fn = jax.jit(lambda zb: log_prob(prior, zb).sum())
   total = sum(float(fn(jnp.asarray(z[i:i + batch], jnp.float32)))
@@ -113,24 +136,41 @@ def fingerprint(params) -> str:
   return digest.hexdigest()[:16]
 
 
-def save(path: str, prior: GaussianMixture, **meta) -> None:
-  """The mixture's arrays and `meta` (JSON-able values, e.g. the checkpoint step) as .npz at
+def save(path: str, prior: Prior, **meta) -> None:
+  """The prior's arrays and `meta` (JSON-able values, e.g. the checkpoint step) as .npz at
   exactly `path`, written to a temporary file first so a stop mid-write leaves the old one."""
+  if isinstance(prior, flow_lib.FlowPrior):
+    arrays = {f"flow/{name}": value for name, value in traverse_util.flatten_dict(
+        jax.device_get(prior.params), sep="/").items()}
+    shape = {"family": "realnvp", "layers": prior.layers, "hidden": prior.hidden}
+  else:
+    arrays = dict(zip(_KEYS, prior))
+    shape = {"family": "gaussian_mixture"}
   tmp = f"{path}.tmp"
   with open(tmp, "wb") as f:
-    np.savez(f, **{name: np.asarray(value) for name, value in zip(_KEYS, prior)},
-             meta=np.array(json.dumps(meta)))
+    np.savez(f, **{name: np.asarray(value) for name, value in arrays.items()},
+             meta=np.array(json.dumps(meta)), shape=np.array(json.dumps(shape)))
   os.replace(tmp, path)
 
 
-def load(path: str) -> tuple[GaussianMixture, dict]:
-  """(mixture, meta) written by `save`; a file that is not one gets one error naming it."""
+def load(path: str) -> tuple[Prior, dict]:
+  """(prior, meta) written by `save`; a file that is not one gets one error naming it."""
   try:
     with np.load(path) as data:
-      prior = GaussianMixture(*(jnp.asarray(data[name], jnp.float32) for name in _KEYS))
+      # Files without 'shape' were written when the mixture was the only family.
+      shape = json.loads(str(data["shape"])) if "shape" in data.files else {}
       meta = json.loads(str(data["meta"]))
-    check(prior, prior.means.shape[-1] if prior.means.ndim == 2 else -1)
-  except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+      if shape.get("family") == "realnvp":
+        params = traverse_util.unflatten_dict(
+            {name[len("flow/"):]: jnp.asarray(data[name]) for name in data.files
+             if name.startswith("flow/")}, sep="/")
+        prior = flow_lib.FlowPrior(params, int(shape["layers"]), int(shape["hidden"]))
+        latent_dim = prior.latent_dim
+      else:
+        prior = GaussianMixture(*(jnp.asarray(data[name], jnp.float32) for name in _KEYS))
+        latent_dim = prior.means.shape[-1] if prior.means.ndim == 2 else -1
+    check(prior, latent_dim)
+  except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as e:
     raise ValueError(f"{path} is not a latent prior written by genjax ({e}).") from e
   return prior, meta
 

@@ -78,7 +78,7 @@ def elbo(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
 def log_weights_at(vae: VAE, log_px_given_z, params, x: jax.Array, z: jax.Array,
                    mean: jax.Array, std: jax.Array, prior=None) -> jax.Array:
   """log p(x, z_k) - log q(z_k | x) at given samples z [n, B, L], q = N(mean, std^2): [n, B].
-  p(z) is N(0, I), or the `genjax.models.latent_prior` mixture `prior`."""
+  p(z) is N(0, I), or the `genjax.models.latent_prior` mixture or flow `prior`."""
   n = z.shape[0]
   log_prior = prior_lib.log_prob(prior, z)
   log_q = jax.scipy.stats.norm.logpdf(z, mean, std).sum(-1)
@@ -180,7 +180,7 @@ def make_vae_task(config) -> Task:
 
 
 def make_prior_sampler(config, prior=None):
-  """(state, key, num) -> decoded samples z ~ p(z) in [-1,1], p(z) N(0, I) or the mixture
+  """(state, key, num) -> decoded samples z ~ p(z) in [-1,1], p(z) N(0, I) or the fitted
   `prior`: the Bernoulli means (or Gaussian means), the usual way to show a binary model's
   samples without salt-and-pepper noise."""
   vae = get_vae(config)
@@ -194,16 +194,28 @@ def make_prior_sampler(config, prior=None):
   return decode_prior_samples
 
 
-def make_posterior_sampler(config):
-  """(params, images in [-1,1], key) -> one z ~ q(z | x) per image [B, L], x binarised (or
-  scaled to [0,1]) from the key as in training: draws from the aggregate posterior."""
+def make_posterior(config):
+  """(params, images in [-1,1], key) -> q(z | x)'s (mean, std) per image, each [B, L], x
+  binarised (or scaled to [0,1]) from the key as in training."""
   vae = get_vae(config)
   data_fn = make_data_fn(config.likelihood)
 
+  def posterior(params, images: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mean, logvar = vae.apply(params, data_fn(key, images), method=VAE.encode)
+    return mean, jnp.exp(0.5 * logvar)
+
+  return posterior
+
+
+def make_posterior_sampler(config):
+  """(params, images in [-1,1], key) -> one z ~ q(z | x) per image [B, L], x binarised (or
+  scaled to [0,1]) from the key as in training: draws from the aggregate posterior."""
+  posterior = make_posterior(config)
+
   def posterior_sample(params, images: jax.Array, key: jax.Array) -> jax.Array:
     k_data, k_z = jax.random.split(key)
-    mean, logvar = vae.apply(params, data_fn(k_data, images), method=VAE.encode)
-    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, mean.shape)
+    mean, std = posterior(params, images, k_data)
+    return mean + std * jax.random.normal(k_z, mean.shape)
 
   return posterior_sample
 
@@ -217,8 +229,8 @@ def prior_owner(state) -> dict:
                                                                        state.opt))}
 
 
-def load_latent_prior(path: str, config, state) -> tuple[prior_lib.GaussianMixture, str]:
-  """(mixture, a description for results) from `experiments/fit_prior.py`'s file, checked
+def load_latent_prior(path: str, config, state) -> tuple[prior_lib.Prior, str]:
+  """(prior, a description for results) from `experiments/fit_prior.py`'s file, checked
   against the parameters that will use it (`state`'s sampling parameters)."""
   lik.check_prior_family(config)
   prior, meta = prior_lib.load(path)
@@ -227,13 +239,14 @@ def load_latent_prior(path: str, config, state) -> tuple[prior_lib.GaussianMixtu
     raise ValueError(f"{path} was fitted to other parameters (step {meta.get('step')}, "
                      f"{meta.get('params')}) than these (step {int(state.step)}): refit it "
                      "with experiments/fit_prior.py.")
-  return prior, f"gaussian mixture, K={len(prior.log_weights)} ({path})"
+  return prior, f"{prior_lib.describe(prior)} ({path})"
 
 
 def make_log_likelihood(config, iw_samples: int, prior=None):
   """(state, images in [-1,1], key) -> importance-weighted log p(x) [B] in nats, k =
   `iw_samples` drawn in chunks of config.iw_chunk (the whole k if it is smaller); p(z) is
-  N(0, I), or the `genjax.models.latent_prior` mixture `prior` (q(z|x) stays the proposal)."""
+  N(0, I), or the `genjax.models.latent_prior` mixture or flow `prior` (q(z|x) stays the
+  proposal)."""
   vae = get_vae(config)
   data_fn = make_data_fn(config.likelihood)
   log_px_given_z = make_log_px_given_z(config.likelihood)
