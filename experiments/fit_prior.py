@@ -91,6 +91,9 @@ def fit_flow(config, state, images: np.ndarray, z: np.ndarray, key: jax.Array):
   params = ema_lib.sampling_params(state.params, state.opt)
   posterior = jax.jit(vae_lib.make_posterior(config))
   heldout = _HELDOUT.value
+  if not 0 <= heldout < len(images):
+    raise app.UsageError(f"--heldout={heldout} must leave some of the {len(images)} training "
+                         "images to fit the flow.")
   fit_images = images[:-heldout] if heldout else images
   encodings = [_in_batches(lambda x, k: posterior(params, x, k), fit_images,
                            jax.random.fold_in(key, _FLOW_KEY_TAG + r))

@@ -149,7 +149,7 @@ def fit(means: np.ndarray, stds: np.ndarray, *, layers: int = 8, hidden: int = 5
                           optax.adam(optax.cosine_decay_schedule(learning_rate, steps)))
 
   @jax.jit
-  def step(params, opt_state, step_key):
+  def step(params, opt_state, step_key, means, stds):
     k_r, k_n, k_z = jax.random.split(step_key, 3)
     r = jax.random.randint(k_r, (batch_size,), 0, means.shape[0])
     n = jax.random.randint(k_n, (batch_size,), 0, means.shape[1])
@@ -161,7 +161,8 @@ def fit(means: np.ndarray, stds: np.ndarray, *, layers: int = 8, hidden: int = 5
 
   params, opt_state = prior.params, optimizer.init(prior.params)
   for i in range(steps):
-    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(key, i + 1))
+    params, opt_state, loss = step(params, opt_state, jax.random.fold_in(key, i + 1), means,
+                                   stds)
     if log_fn is not None and (i + 1) % max(1, steps // 20) == 0:
       log_fn(i + 1, float(loss))
   return prior.replace(params=params)
