@@ -31,7 +31,10 @@ def test_log_prob_is_the_change_of_variables_and_sample_inverts_the_map():
   masks = flow_lib.coupling_masks(4, 3)
   assert np.all(masks.sum(1) == 2) and np.all(masks[0] + masks[1] == 1)
   z = jnp.asarray(np.random.default_rng(2).normal(size=(6, 4)), jnp.float32)
-  forward = lambda v: prior.module.apply(prior.params, v[None])[0][0]  # pylint: disable=unnecessary-lambda-assignment
+
+  def forward(v):  # z [L] -> u [L]
+    return prior.module.apply(prior.params, v[None])[0][0]
+
   for point, log_r in zip(z, prior_lib.log_prob(prior, z)):
     _, log_abs_det = np.linalg.slogdet(np.asarray(jax.jacfwd(forward)(point), np.float64))
     expected = stats.norm.logpdf(np.asarray(forward(point))).sum() + log_abs_det
