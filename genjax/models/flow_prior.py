@@ -14,7 +14,6 @@ so it passes through `jax.jit` like the mixture; `latent_prior.log_prob` / `samp
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -106,7 +105,7 @@ def log_prob(prior: FlowPrior, z: jax.Array) -> jax.Array:
   """log r(z) over the last axis: [..., L] -> [...]."""
   flat = z.reshape(-1, z.shape[-1])
   u, log_det = prior.module.apply(prior.params, flat)
-  log_r = jnp.sum(-0.5 * u ** 2, -1) - 0.5 * prior.latent_dim * math.log(2 * math.pi) + log_det
+  log_r = jax.scipy.stats.norm.logpdf(u).sum(-1) + log_det
   return log_r.reshape(z.shape[:-1])
 
 
