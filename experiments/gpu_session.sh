@@ -16,9 +16,10 @@
 #             their resident PyTorch equivalents
 #   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
 #             scored with FID / KID / coverage (issue 5 Must show 1 gets a GPU seed too)
-# `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`; a call of its own, in
-# a session with the device time for it) trains that model for as many epochs as TRAIN_SECONDS
-# (default 270, so that the four 60 s parts of the evaluation fit the 570 s call) allows and
+# `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
+# call of its own, in a session with the device time for it) trains that model for as many
+# epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
+# 570 s call) allows and
 # scores the test set: IW k=5000 for the VAEs, exact for PixelCNN (issue 5, Must show 2
 # and 3: <= 82 and <= 81.3 nats). TRAIN_FLAGS adds train.py flags to that training, e.g.
 # TRAIN_FLAGS=--config.iw_train_samples=5 for the importance-weighted (IWAE) objective;
@@ -120,7 +121,7 @@ likelihood_run() {  # likelihood_run NAME CONFIG: train for TRAIN_SECONDS, then 
   [ "${LATENT_PRIOR:-0}" = flow ] && fit=(--family=flow)
   [ "${LATENT_PRIOR:-0}" = flow ] && [ "$SMOKE" = 1 ] && fit=(--family=flow --flow_steps=20 \
     --flow_hidden=16 --heldout=300)
-  if [ "${LATENT_PRIOR:-0}" != 0 ] && [ "$name" != pixelcnn ]; then
+  if [ "${LATENT_PRIOR:-0}" != 0 ] && [[ "$name" != *pixelcnn ]]; then
     stage "fit_prior_$name" 120 python3 experiments/fit_prior.py --workdir="$w" "${fit[@]}"
     prior=(--latent_prior="$w/latent_prior.npz")
   fi
@@ -138,12 +139,13 @@ likelihood_run() {  # likelihood_run NAME CONFIG: train for TRAIN_SECONDS, then 
 vae_conv() { likelihood_run vae_conv vae_conv.py; }
 vae_gated() { likelihood_run vae_gated vae_gated.py; }
 pixelcnn() { likelihood_run pixelcnn pixelcnn.py; }
+gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
-  case $s in bench|models|quality|vae_conv|vae_gated|pixelcnn) ;;
+  case $s in bench|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
     *) echo "unknown stage $s (prepare, bench, models, quality, vae_conv, vae_gated," \
-         "pixelcnn)"; exit 2 ;;
+         "pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
 OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"

@@ -92,7 +92,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.ada_p_init = 0.0          # Starting augmentation probability (fixed p if ada_kimg huge).
   # --- Likelihood models: families 'vae' and 'pixelcnn' (issue 5, likelihood half). ---
   # Model sizes are model_args keys: vae_mlp 'hidden', vae_conv 'channels', vae_gated
-  # 'channels' / 'hidden', pixelcnn 'features' / 'num_blocks' / 'head_features'.
+  # 'channels' / 'hidden', pixelcnn 'features' / 'num_blocks' / 'head_features', gated_pixelcnn
+  # 'features' / 'num_layers' / 'head_features'.
   c.lr = 1e-3                 # Adam learning rate of the likelihood models (GANs: lr_g/lr_d).
   c.lr_halflife_steps = 0     # > 0: that lr decays smoothly, halving every this many steps
                               # (optax.exponential_decay); 0: constant.

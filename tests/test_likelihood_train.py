@@ -18,6 +18,8 @@ TINY = {
     "vae_conv": ("vae", {"channels": (8, 16)}, "loss"),
     "vae_gated": ("vae", {"channels": (4, 8), "hidden": 16}, "loss"),
     "pixelcnn": ("pixelcnn", {"features": 8, "num_blocks": 1, "head_features": 16}, "nll_loss"),
+    "gated_pixelcnn": ("pixelcnn", {"features": 8, "num_layers": 2, "head_features": 16},
+                       "nll_loss"),
 }
 
 
@@ -50,7 +52,7 @@ def test_few_steps_lower_the_loss_and_samples_are_images(model):
   assert int(state.step) == 30
   assert samples.shape == (3, 28, 28, 1)
   assert float(samples.min()) >= -1.0 and float(samples.max()) <= 1.0
-  if model == "pixelcnn":  # Ancestral samples are binary: exactly -1 or 1.
+  if TINY[model][0] == "pixelcnn":  # Ancestral samples are binary: exactly -1 or 1.
     assert set(np.unique(np.asarray(samples))) <= {-1.0, 1.0}
 
 

@@ -9,7 +9,8 @@ import ml_collections
 
 from genjax import config as config_lib
 
-MODELS = ("mlp_gan", "dcgan", "cgan", "vae_mlp", "vae_conv", "vae_gated", "pixelcnn")
+MODELS = ("mlp_gan", "dcgan", "cgan", "vae_mlp", "vae_conv", "vae_gated", "pixelcnn",
+          "gated_pixelcnn")
 
 
 def load(model: str, arg: str = "", *, width: int = 0,

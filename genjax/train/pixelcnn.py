@@ -7,18 +7,18 @@ import jax.numpy as jnp
 import optax
 
 from genjax.eval import likelihood as lik
-from genjax.models.pixelcnn import PixelCNN, get_pixelcnn
+from genjax.models.pixelcnn import GatedPixelCNN, PixelCNN, get_pixelcnn
 from genjax.train import ema as ema_lib
 from genjax.train.task import ModelState, Task, average_over, likelihood_optimizer, per_device
 from genjax.train.vae import step_key
 
 
-def log_prob(model: PixelCNN, params, x: jax.Array) -> jax.Array:
+def log_prob(model: PixelCNN | GatedPixelCNN, params, x: jax.Array) -> jax.Array:
   """Exact log p(x) in nats of binary images x [B,H,W,1]: [B]."""
   return lik.bernoulli_log_prob(model.apply(params, x), x)
 
 
-def sample_pixels(model: PixelCNN, params, key: jax.Array, num: int) -> jax.Array:
+def sample_pixels(model: PixelCNN | GatedPixelCNN, params, key: jax.Array, num: int) -> jax.Array:
   """Ancestral sampling in raster order: num binary images [num,H,W,1] in {0,1}. Each of the
   H*W iterations reruns the network on the partial image and draws pixel i; causality of
   the masks makes the not-yet-drawn zeros irrelevant."""
