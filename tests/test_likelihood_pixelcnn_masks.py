@@ -86,3 +86,14 @@ def test_causal_mask_layout():
 def test_causal_mask_bad_input(args, match):
   with pytest.raises(ValueError, match=match):
     causal_mask(*args)
+
+
+def test_unknown_model_and_an_empty_stack_are_named():
+  from genjax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from genjax.models.pixelcnn import get_pixelcnn  # pylint: disable=import-outside-toplevel
+  c = config_lib.base_config()
+  c.family, c.model = "pixelcnn", "pixelcnn_xl"
+  with pytest.raises(ValueError, match="Unknown PixelCNN model 'pixelcnn_xl'.*gated_pixelcnn"):
+    get_pixelcnn(c)
+  with pytest.raises(ValueError, match="num_layers >= 1"):
+    GatedPixelCNN(num_layers=0).init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
