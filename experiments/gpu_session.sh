@@ -19,9 +19,8 @@
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
-# 570 s call) allows and
-# scores the test set: IW k=5000 for the VAEs, exact for PixelCNN (issue 5, Must show 2
-# and 3: <= 82 and <= 81.3 nats). TRAIN_FLAGS adds train.py flags to that training, e.g.
+# 570 s call) allows and scores the test set: IW k=5000 for the VAEs, exact for PixelCNN
+# (issue 5, Must show 2 and 3: <= 82 and <= 81.3 nats). TRAIN_FLAGS adds train.py flags to that training, e.g.
 # TRAIN_FLAGS=--config.iw_train_samples=5 for the importance-weighted (IWAE) objective;
 # add --config.ema_decay=0.999 to score the parameters' moving average (nll.py's default).
 # LATENT_PRIOR=1 (VAEs) fits a Gaussian-mixture prior to the trained model's aggregate

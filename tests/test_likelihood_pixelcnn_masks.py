@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax import config as config_lib
 from genjax.models.pixelcnn import (GatedPixelCNN, MaskedConv, PixelCNN, causal_mask,
-                                    horizontal_mask, vertical_mask)
+                                    get_pixelcnn, horizontal_mask, vertical_mask)
 
 H = W = 8
 
@@ -89,8 +90,6 @@ def test_causal_mask_bad_input(args, match):
 
 
 def test_unknown_model_and_an_empty_stack_are_named():
-  from genjax import config as config_lib  # pylint: disable=import-outside-toplevel
-  from genjax.models.pixelcnn import get_pixelcnn  # pylint: disable=import-outside-toplevel
   c = config_lib.base_config()
   c.family, c.model = "pixelcnn", "pixelcnn_xl"
   with pytest.raises(ValueError, match="Unknown PixelCNN model 'pixelcnn_xl'.*gated_pixelcnn"):

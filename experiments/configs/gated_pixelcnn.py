@@ -7,20 +7,10 @@ up and one more column each way).
 Options as in pixelcnn.py: `smoke`, `digits` / `fashion_mnist`, `exclude=<c>`.
   --config=experiments/configs/gated_pixelcnn.py
 """
-from genjax.config import base_config
-from genjax.train.likelihood_presets import apply_options
+from genjax.train.likelihood_presets import apply_options, pixelcnn_config
 
 
 def get_config(arg: str = ""):
-  c = base_config()
-  c.family, c.model = "pixelcnn", "gated_pixelcnn"
-  c.model_args = {"features": 64, "num_layers": 8, "head_features": 256}
-  c.dataset = "mnist"
-  c.batch_size = 64
-  c.lr = 1e-3
-  c.epochs = 50
-  c.checkpoint_every = 5
-  c.sample_every = 5
-  c.num_grid = 16           # Sampling is 784 network passes: keep the per-epoch grid small.
+  c = pixelcnn_config("gated_pixelcnn", {"features": 64, "num_layers": 8, "head_features": 256})
   smoke = {"features": 8, "num_layers": 2, "head_features": 16}
   return apply_options(c, arg, "gated_pixelcnn", smoke_model_args=smoke, allow_gaussian=False)

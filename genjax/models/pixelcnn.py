@@ -49,8 +49,12 @@ def causal_mask(kernel_size: int, mask_type: str, in_features: int,
   mask = np.ones((kernel_size, kernel_size), np.float32)
   mask[c, c + (mask_type == "B"):] = 0.0
   mask[c + 1:, :] = 0.0
-  return np.broadcast_to(mask[:, :, None, None],
-                         (kernel_size, kernel_size, in_features, out_features)).copy()
+  return _per_channel(mask, in_features, out_features)
+
+
+def _per_channel(taps: np.ndarray, in_features: int, out_features: int) -> np.ndarray:
+  """A [kh, kw] 0/1 tap mask as the [kh, kw, in, out] mask of a kernel."""
+  return np.broadcast_to(taps[:, :, None, None], taps.shape + (in_features, out_features)).copy()
 
 
 class MaskedConv(nn.Module):
@@ -108,8 +112,7 @@ def vertical_mask(kernel_size: int, in_features: int, out_features: int) -> np.n
   c = kernel_size // 2
   mask = np.zeros((kernel_size, kernel_size), np.float32)
   mask[:c + 1] = 1.0
-  return np.broadcast_to(mask[:, :, None, None],
-                         (kernel_size, kernel_size, in_features, out_features)).copy()
+  return _per_channel(mask, in_features, out_features)
 
 
 def horizontal_mask(kernel_size: int, mask_type: str, in_features: int,
