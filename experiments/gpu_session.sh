@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU rows of issues 5 and 6 (RESULTS.md, "Rows waiting for a GPU session") as one
+# The GPU rows of issues 5 and 6 (RESULTS.md, "GPU rows: one NVIDIA H200") as one
 # prepared device-tool call, so a session that is lent an accelerator spends its minutes on
 # measuring, not on setting up.
 #
@@ -16,6 +16,8 @@
 #             their resident PyTorch equivalents
 #   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
 #             scored with FID / KID / coverage (issue 5 Must show 1 gets a GPU seed too)
+#   bench_graphs  the bench stage's MLP GAN epochs again with XLA's command buffers for
+#             while loops (each epoch's scan one CUDA graph), beside the tutorial baseline
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -97,6 +99,14 @@ models() {
   done
 }
 
+bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as one CUDA graph
+  # (XLA's command buffers for while loops and conditionals; XLA's default leaves them out).
+  stage bench_graphs 150 env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" \
+    python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial \
+    --baseline_batch_sizes=64 $STEPS --out="$R/bench_graphs"
+}
+
 quality() {
   for dt in float32 bfloat16; do
     local w="$R/mlp_gan_mnist50_$dt"
@@ -142,8 +152,8 @@ gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
-  case $s in bench|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
-    *) echo "unknown stage $s (prepare, bench, models, quality, vae_conv, vae_gated," \
+  case $s in bench|bench_graphs|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
+    *) echo "unknown stage $s (prepare, bench, bench_graphs, models, quality, vae_conv, vae_gated," \
          "pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
@@ -153,6 +163,6 @@ BUDGET="${GPU_SESSION_SECONDS:-570}"  # keep under the device call's timeout_s
 [ "$SMOKE" = 1 ] && BUDGET=$(( BUDGET * SCALE ))
 exec > >(tee -a "$OUT/log.txt") 2>&1
 setup_run
-for s in ${*:-bench models quality}; do $s; done
+for s in ${*:-bench models quality bench_graphs}; do $s; done
 rm -rf "$R"
 ls -la "$OUT"
