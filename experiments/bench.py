@@ -56,7 +56,8 @@ def _baselines(config, names, device, threads):
   """{row name: fn(images, *, batch_size, max_steps)}; names None: the model's defaults."""
   if names is not None and not names:  # --baselines= : none
     return {}
-  from experiments.benchmarks import registry, torch_tutorial  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from experiments.benchmarks import registry, torch_tutorial
   try:
     chosen = registry.select(config, names)
   except ValueError as e:

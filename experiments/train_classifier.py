@@ -31,7 +31,8 @@ def main(argv):
   directory = _WORKDIR.value or classifier.default_dir(_DATASET.value)
   clf = classifier.train(_DATASET.value, directory, epochs=_EPOCHS.value,
                          batch_size=_BATCH.value, learning_rate=_LR.value,
-                         max_shift=None if _SHIFT.value < 0 else _SHIFT.value, max_train=_MAX_TRAIN.value,
+                         max_shift=None if _SHIFT.value < 0 else _SHIFT.value,
+                         max_train=_MAX_TRAIN.value,
                          seed=_SEED.value, data_dir=_DATA_DIR.value)
   print(f"Saved the {_DATASET.value} classifier (test accuracy "
         f"{clf.meta['test_accuracy']:.4f}) in {directory}")

@@ -161,8 +161,8 @@ def make_gan_task(config) -> Task:
       """One D update; returns the state with new D params/opt/stats/ADA and metrics."""
       z = _local_normal(k_z, real.shape[0], latent_dim, axis_name)
       d_grads, (metrics, d_stats, real_logits) = jax.grad(d_objective, has_aux=True)(
-          per_device(state.d_params, axis_name), state.d_stats, state.g_params, state.g_stats, real, labels, z,
-          k_drop, k_aug, state.ada.p)
+          per_device(state.d_params, axis_name), state.d_stats, state.g_params, state.g_stats,
+          real, labels, z, k_drop, k_aug, state.ada.p)
       d_updates, d_opt = d_tx.update(mean(d_grads), state.d_opt, state.d_params)
       ada_state = state.ada
       if use_ada:
@@ -194,8 +194,8 @@ def make_gan_task(config) -> Task:
 
       z_g = _local_normal(k_zg, real.shape[0], latent_dim, axis_name)
       g_grads, (g_metrics, g_stats) = jax.grad(g_objective, has_aux=True)(
-          per_device(state.g_params, axis_name), state.g_stats, state.d_params, state.d_stats, z_g, labels, k_dg,
-          k_aug_g, state.ada.p)
+          per_device(state.g_params, axis_name), state.g_stats, state.d_params, state.d_stats,
+          z_g, labels, k_dg, k_aug_g, state.ada.p)
       g_updates, g_opt = g_tx.update(mean(g_grads), state.g_opt, state.g_params)
       g_params = optax.apply_updates(state.g_params, g_updates)
 
