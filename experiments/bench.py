@@ -41,6 +41,12 @@ _WARMUP = flags.DEFINE_bool("warmup", True, "Run one untimed genjax epoch after 
 _NAN_POLICIES = flags.DEFINE_list("nan_policies", [], "config.nan_policy values to time, one "
                                   "genjax row each (default: the config's, i.e. the loop's "
                                   "NaN/Inf-guarded epoch); 'off' drops the guard.")
+_NAN_CHECKS = flags.DEFINE_list("nan_checks", [], "config.nan_check values to time for each "
+                                "guarded policy ('parameters', 'metrics'; default: the "
+                                "config's).")
+_VARIANTS = flags.DEFINE_list("variants", [], "Config overrides timed as extra genjax rows "
+                              "after the config's own, each 'key=value;key=value', e.g. "
+                              "d_joint_batch=True.")
 _TORCH_DEVICE = flags.DEFINE_string("torch_device", "", "Baseline device (default: cuda if "
                                     "available, else cpu).")
 _THREADS = flags.DEFINE_list("torch_threads", ["0"], "Baseline intra-op thread counts, each a "
@@ -109,7 +115,8 @@ def main(argv):
       dtypes=_DTYPES.value, baselines=baselines,
       baseline_batch_sizes=[int(b) for b in _BASE_BATCH.value] if _BASE_BATCH.value else None,
       steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
-      nan_policies=_NAN_POLICIES.value, rounds=_ROUNDS.value,
+      nan_policies=_NAN_POLICIES.value, nan_checks=_NAN_CHECKS.value,
+      variants=_VARIANTS.value, rounds=_ROUNDS.value,
       log=lambda m: print(m, flush=True))
   rows = bench.add_ratios(rows, list(baselines))
   env_after = bench.environment()

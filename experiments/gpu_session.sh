@@ -10,15 +10,17 @@
 # timeout_s=590). Stages, in order of priority, each under its own time limit; all results
 # come back as $OUT/results.tar.gz plus $OUT/log.txt:
 #   bench     issue 6 Must show 1: MLP GAN whole epochs, batch 64 and 1024, fp32 and bf16,
-#             with and without the NaN guard, beside the tutorial-style and resident
-#             PyTorch baselines (on CUDA)
+#             with the NaN guard (each config.nan_check) and without, beside the
+#             tutorial-style and resident PyTorch baselines (on CUDA)
 #   models    issue 6 Must show 3: DCGAN / MLP VAE / conv VAE / PixelCNN steps/s beside
 #             their resident PyTorch equivalents
 #   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
 #             scored with FID / KID / coverage (issue 5 Must show 1 gets a GPU seed too)
 # Not in the default list: `bench_graphs`, the bench stage's MLP GAN epochs again with XLA's
 # command buffers for while loops (each epoch's scan one CUDA graph), beside the tutorial
-# baseline; on the H200 (2026-11-30) within 2 % of the default rows.
+# baseline; on the H200 (2026-11-30) within 2 % of the default rows. `bench_fused`: the same
+# epochs with D's update on real and fake as one batch (--config.d_joint_batch), beside the
+# two-pass rows and the tutorial (new 2026-12-01, not yet run on a GPU).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -89,6 +91,7 @@ setup_run() {
 bench() {
   stage bench_mlp_gan 240 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --nan_policies=stop,off \
+    --nan_checks=metrics,parameters \
     --baselines=torch_tutorial,torch_resident $STEPS --out="$R/bench_mlp_gan"
 }
 
@@ -106,6 +109,13 @@ bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as on
     python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial \
     --baseline_batch_sizes=64 $STEPS --out="$R/bench_graphs"
+}
+
+bench_fused() {  # issue 6 Must show 1: D on real and fake as one batch (config.d_joint_batch),
+  # beside the same config's two passes and the tutorial baseline, the default NaN guard.
+  stage bench_fused 150 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants=d_joint_batch=True \
+    --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused"
 }
 
 quality() {
@@ -153,9 +163,10 @@ gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
-  case $s in bench|bench_graphs|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
-    *) echo "unknown stage $s (prepare, bench, bench_graphs, models, quality, vae_conv, vae_gated," \
-         "pixelcnn, gated_pixelcnn)"; exit 2 ;;
+  case $s in
+    bench|bench_graphs|bench_fused|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
+    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_fused, models, quality," \
+         "vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
 OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"

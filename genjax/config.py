@@ -67,6 +67,11 @@ def base_config() -> ml_collections.ConfigDict:
   # Reliability (genjax.train.guard, genjax.checkpoint, the host loop's fault handling).
   c.nan_policy = "stop"       # On NaN/Inf: 'stop' (error naming step and term), 'rollback'
                               # (restore the last good checkpoint and go on), 'off' (no guard).
+  c.nan_check = "metrics"     # What the guard reads every step: 'metrics' (the step's losses:
+                              # ~free; a bad gradient shows one step late, as the next loss)
+                              # or 'parameters' (also every parameter the step made: the fault
+                              # named at the step that made it; 8 % of the MLP GAN's CPU step).
+                              # The whole state is read once per epoch either way.
   c.nan_max_rollbacks = 3     # 'rollback' gives up with the 'stop' error after this many.
   c.debug_nan_step = -1       # Test hook: poison the batch of this global step with NaN
                               # inside the jitted step, once per process (-1: off).
@@ -85,6 +90,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.gp_weight = 0.0           # WGAN-GP weight lambda * E(||grad D(x_hat)|| - 1)^2; 0: off.
   c.spectral_norm = False     # Spectral-normalise every D layer (conv discriminators).
   c.n_critic = 1              # D updates per G update (same real batch, fresh z each).
+  c.d_joint_batch = False     # D's update on [real; fake] as one batch (one pass, same loss;
+                              # dropout masks drawn once); needs a D without batch statistics.
   c.ada = False               # Adaptive discriminator augmentation (genjax.train.ada).
   c.ada_target = 0.6          # Target of r_t = E[sign D(real)].
   c.ada_interval = 4          # Steps between adjustments of p.
@@ -115,9 +122,10 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def nan_guard_on(config: ml_collections.ConfigDict) -> bool:
-  """Whether the loop's epoch NaN/Inf-checks every step (every policy but 'off')."""
-  return config.nan_policy != "off"
+def nan_guard(config: ml_collections.ConfigDict) -> str | None:
+  """What the loop's epoch NaN/Inf-checks every step (`config.nan_check`, one of
+  `genjax.train.guard.CHECKS`), or None without the guard (nan_policy 'off')."""
+  return None if config.nan_policy == "off" else config.nan_check
 
 
 def use_prng_impl(config: ml_collections.ConfigDict) -> None:
@@ -171,7 +179,7 @@ def override(config: ml_collections.ConfigDict, values: Mapping[str, Any]
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the values genjax cannot work with, naming the key."""
   from genjax import data, models  # pylint: disable=import-outside-toplevel
-  from genjax.train import ema  # pylint: disable=import-outside-toplevel
+  from genjax.train import ema, guard  # pylint: disable=import-outside-toplevel
 
   _check_types(config)
   extra = set(_known_keys(config)) - set(_known_keys(base_config()))
@@ -197,6 +205,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.num_devices must be >= 0 (0 = all), got {config.num_devices}.")
   if config.nan_policy not in NAN_POLICIES:
     raise ValueError(f"config.nan_policy={config.nan_policy!r}; use one of {NAN_POLICIES}.")
+  if config.nan_check not in guard.CHECKS:
+    raise ValueError(f"config.nan_check={config.nan_check!r}; use one of {guard.CHECKS}.")
   if config.num_processes < 0 or config.process_id < -1:
     raise ValueError(f"config.num_processes must be >= 0 (0 = auto) and config.process_id "
                      f">= -1 (-1 = auto), got {config.num_processes} and {config.process_id}.")

@@ -94,11 +94,31 @@ def test_torch_loader_normalisation_matches_genjax(digits):
 
 def test_suite_times_the_epoch_with_and_without_the_nan_guard(digits):
   rows = bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,),
-                         nan_policies=("stop", "off"), steps=2, warmup=False)
-  assert [(r["nan_guard"], r["steps"]) for r in rows] == [(True, 2), (False, 2)]
+                         nan_policies=("stop", "off"), nan_checks=("parameters", "metrics"),
+                         steps=2, warmup=False)
+  assert [(r["nan_guard"], r["steps"]) for r in rows] == [
+      ("parameters", 2), ("metrics", 2), (False, 2)]
   with pytest.raises(ValueError, match="nan_policy"):
     bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_policies=("of",),
                     steps=2, warmup=False)
+  with pytest.raises(ValueError, match="nan_check"):
+    bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_checks=("params",),
+                    steps=2, warmup=False)
+
+
+def test_variants_add_rows_with_their_config_overrides(digits):
+  assert bench.parse_variant("d_joint_batch=True; lr_d=1e-3;parallel=shard_map") == {
+      "d_joint_batch": True, "lr_d": 1e-3, "parallel": "shard_map"}
+  with pytest.raises(ValueError, match="expected 'key=value"):
+    bench.parse_variant("d_joint_batch")
+  rows = bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_policies=("off",),
+                         variants=("d_joint_batch=True",), steps=2, warmup=False)
+  assert [r["variant"] for r in rows] == ["", "d_joint_batch=True"]
+  md = bench.to_markdown(rows, bench.environment())
+  assert "| variant |" in md and "| d_joint_batch=True |" in md
+  with pytest.raises(KeyError, match="d_joint_batc"):  # An unknown key is named.
+    bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,),
+                    variants=("d_joint_batc=True",), steps=2, warmup=False)
 
 
 def test_rounds_interleave_the_rows_and_keep_each_rows_median_round(digits):

@@ -76,3 +76,32 @@ def test_bad_stabiliser_values_raise_naming_the_key():
   for key, value in (("n_critic", 0), ("r1_gamma", -1.0), ("ada_p_init", 2.0)):
     with pytest.raises(ValueError, match=key):
       config_lib.validate(tiny_config(**{key: value}))
+
+
+@pytest.mark.parametrize("model", ["mlp_gan", "cgan"])
+def test_d_joint_batch_equals_the_two_pass_step_without_dropout(model):
+  """`d_joint_batch` runs D once on [real; fake] (labels repeated for the cGAN): without
+  dropout, the only randomness D draws, three steps equal the two-pass steps'. (The cGAN's
+  G is compared by its losses only: the biases before its batch norms get gradients of pure
+  rounding noise, which Adam scales up to full steps, differently for any change of
+  summation order.)"""
+  runs = []
+  for joint in (False, True):
+    _, state, m = run_steps(tiny_config(model=model, lr_d=1e-3, loss="least_squares",
+                                        d_joint_batch=joint), 3)
+    runs.append((m, state.d_params, state.d_opt) + ((state.g_params,) if model == "mlp_gan"
+                                                     else ()))
+  for x, y in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+
+
+def test_d_joint_batch_trains_with_dropout_and_refuses_batch_statistics():
+  c = tiny_config(model="mlp_gan", lr_g=0.0, lr_d=1e-3, d_joint_batch=True)
+  c.model_args.dropout_rate = 0.3  # The tutorial's D: masks over the joint batch.
+  _, _, m = run_steps(c, 8)
+  assert falls(m["d_loss"]), m["d_loss"]
+  # Its masks are its own (one draw for 2B rows): the flag did change the computation.
+  _, _, two_pass = run_steps(config_lib.override(c, {"d_joint_batch": False}), 8)
+  assert not np.allclose(m["d_loss"], two_pass["d_loss"])
+  with pytest.raises(ValueError, match="d_joint_batch needs a discriminator without batch"):
+    run_steps(tiny_config(spectral_norm=True, d_joint_batch=True), 1)

@@ -81,7 +81,8 @@ def test_unrolled_epoch_equals_the_plain_scan():
   setup, state, images, labels, _ = _setup(num_examples=320)
   state_copy = jax.tree.map(lambda x: x.copy(), state)
   plain, m1 = parallel.make_epoch(setup.task, setup.mesh, "jit", 64)(state, images, labels)
-  fused, m2 = parallel.make_epoch(setup.task, setup.mesh, "jit", 64, unroll=2, guard=True)(
+  fused, m2 = parallel.make_epoch(setup.task, setup.mesh, "jit", 64, unroll=2,
+                                  guard="parameters")(
       state_copy, images, labels)
   np.testing.assert_allclose(np.asarray(m1["d_loss"]), np.asarray(m2["d_loss"]), rtol=1e-5)
   assert int(m2["guard/bad_step"]) == -1

@@ -46,7 +46,9 @@ def to_markdown(rows: Sequence[Row], env: Mapping[str, Any]) -> str:
   ratio_keys = sorted({k for r in rows for k in r if k.startswith("x_")})
   rounds = [("round_times_s", "time s, every round")] if any(
       "round_times_s" in r for r in rows) else []
-  cols = list(_COLUMNS) + rounds + [(k, f"x vs {k[2:]}") for k in ratio_keys]
+  variant = [("variant", "variant")] if any(r.get("variant") for r in rows) else []
+  cols = (list(_COLUMNS[:5]) + variant + list(_COLUMNS[5:]) + rounds
+          + [(k, f"x vs {k[2:]}") for k in ratio_keys])
   load = env.get("load_average_1_5_15")
   lines = [f"Device: {env['device']}; date (UTC): {env['date_utc']}; load average "
            f"(1/5/15 min): {', '.join(f'{x:.1f}' for x in load) if load else 'n/a'}; "

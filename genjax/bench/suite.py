@@ -7,6 +7,7 @@ experiments/benchmarks/torch_tutorial.py), so this package never imports torch.
 """
 from __future__ import annotations
 
+import ast
 import statistics
 from typing import Callable, Mapping, Sequence
 
@@ -28,7 +29,7 @@ def genjax_row(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
           "full_epoch": steps <= 0, "compile_s": t.compile_s, "warmup_s": t.warmup_s,
           "epoch_s": t.epoch_s, "time_s": t.median_epoch_s, "steps_per_s": t.steps_per_s,
           "examples_per_s": t.examples_per_s, "num_devices": t.num_devices,
-          "nan_guard": config_lib.nan_guard_on(config)}
+          "nan_guard": config_lib.nan_guard(config) or False}
 
 
 def baseline_row(name: str, fn: Baseline, images: np.ndarray, *, batch_size: int,
@@ -46,13 +47,18 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
               baselines: Mapping[str, Baseline] | None = None,
               baseline_batch_sizes: Sequence[int] | None = None, steps: int = 0,
               repeats: int = 1, warmup: bool = True, nan_policies: Sequence[str] = (),
-              rounds: int = 1, log: Callable[[str], None] = lambda _: None) -> list[dict]:
-  """genjax rows for every (batch size, dtype, nan_policy), then every baseline at its batch
+              nan_checks: Sequence[str] = (), variants: Sequence[str] = (), rounds: int = 1,
+              log: Callable[[str], None] = lambda _: None) -> list[dict]:
+  """genjax rows for every (batch size, dtype, NaN guard), then every baseline at its batch
   sizes, all in this process so ratios compare runs under the same machine conditions.
   `nan_policies` (default: the config's own) set `config.nan_policy`; 'off' times the epoch
-  without the loop's NaN/Inf guard. `rounds` > 1 runs the whole list that many times, rows
-  interleaved, and keeps each row's median round (`merge_rounds`): on a machine whose speed
-  drifts over minutes, every row then sees the same spread of conditions."""
+  without the loop's NaN/Inf guard; each other policy gets a row per `nan_checks` entry
+  (`config.nan_check`, default the config's). Each of `variants` ('key=value;key=value' of
+  config overrides, e.g. 'd_joint_batch=True') adds the same rows again with those values,
+  after the config's own; rows carry their variant ('' for the config's own). `rounds` > 1
+  runs the whole list that many times, rows interleaved, and keeps each row's median round
+  (`merge_rounds`): on a machine whose speed drifts over minutes, every row then sees the
+  same spread of conditions."""
   if rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {rounds}.")
   results = []
@@ -60,21 +66,56 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
     if rounds > 1:
       log(f"round {r + 1} of {rounds}")
     results.append(_one_round(config, images, labels, batch_sizes, dtypes, baselines or {},
-                              baseline_batch_sizes, steps, repeats, warmup, nan_policies, log))
+                              baseline_batch_sizes, steps, repeats, warmup,
+                              settings(config, nan_policies, nan_checks, variants), log))
   return merge_rounds(results)
 
 
+def guard_settings(config, nan_policies: Sequence[str], nan_checks: Sequence[str]
+                   ) -> list[dict]:
+  """The (nan_policy, nan_check) overrides to time: every policy, each guarded one with
+  every check; 'off' once."""
+  out = []
+  for policy in nan_policies or (config.nan_policy,):
+    checks = (config.nan_check,) if policy == "off" else (nan_checks or (config.nan_check,))
+    out += [{"nan_policy": policy, "nan_check": check} for check in checks]
+  return out
+
+
+def parse_variant(text: str) -> dict:
+  """'key=value;key=value' -> {key: value}, values read as Python literals where they are
+  (True, 1e-3, 'a'), else kept as strings."""
+  out = {}
+  for item in filter(None, (t.strip() for t in text.split(";"))):
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+      raise ValueError(f"Benchmark variant {text!r}: expected 'key=value;key=value'.")
+    try:
+      out[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value.strip()
+  return out
+
+
+def settings(config, nan_policies: Sequence[str], nan_checks: Sequence[str],
+             variants: Sequence[str]) -> list[tuple[str, dict]]:
+  """(variant, overrides) per genjax row set: the config's own, then every variant, each
+  with every NaN-guard setting."""
+  return [(v, {**parse_variant(v), **guard}) for v in ("", *variants)
+          for guard in guard_settings(config, nan_policies, nan_checks)]
+
+
 def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_batch_sizes,
-               steps, repeats, warmup, nan_policies, log) -> list[dict]:
+               steps, repeats, warmup, row_settings, log) -> list[dict]:
   rows = []
   for batch_size in batch_sizes:
     for dtype in dtypes:
-      for policy in nan_policies or (config.nan_policy,):
+      for variant, overrides in row_settings:
         c = config_lib.override(config, {"batch_size": batch_size, "compute_dtype": dtype,
-                                         "nan_policy": policy})
-        log(f"genjax {c.model} batch {batch_size} {dtype} nan_policy={policy} ...")
-        rows.append(genjax_row(c, images, labels, steps=steps, repeats=repeats,
-                               warmup=warmup))
+                                         **overrides})
+        log(f"genjax {c.model} batch {batch_size} {dtype} {overrides} ...")
+        rows.append({**genjax_row(c, images, labels, steps=steps, repeats=repeats,
+                                  warmup=warmup), "variant": variant})
         log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
   for name, fn in baselines.items():
     for batch_size in (baseline_batch_sizes or batch_sizes):

@@ -76,7 +76,7 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
   # The loop's own epoch: NaN/Inf-guarded unless the config turns the guard off.
   epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 guard=config_lib.nan_guard_on(config), unroll=config.scan_unroll)
+                                 guard=config_lib.nan_guard(config), unroll=config.scan_unroll)
   _block((state, dev_images, dev_labels))
 
   t0 = time.perf_counter()

@@ -85,7 +85,7 @@ def global_dataset(images: np.ndarray, labels: np.ndarray, mesh) -> tuple[jax.Ar
           jax.make_array_from_process_local_data(sharding, np.asarray(labels[:n], np.int32)))
 
 
-def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = False,
+def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | None = None,
                        nan_step: int = -1, unroll: int = 1):
   """A jitted `epoch(state, images, labels) -> (state, metrics[steps])` for a split sharded
   over 'data' (from `global_dataset`); shuffled per device, the state donated; `guard` and

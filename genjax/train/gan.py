@@ -8,7 +8,10 @@ state.step)`, so a restored state continues exactly.
 Options, all from the config: `loss` (genjax.train.losses), `r1_gamma` (R1 on real images),
 `gp_weight` (WGAN-GP on real/fake interpolates), `spectral_norm` (in D; its power-iteration
 vectors ride in `d_stats`), `n_critic`, `lr_g`/`lr_d` (two time-scales), `ada*` (adaptive
-augmentation of everything D sees; p in `state.ada`). Class-conditional pairs (modules with
+augmentation of everything D sees; p in `state.ada`), `d_joint_batch` (D's update sees the
+real and fake batches as one batch of 2B: one forward and backward pass instead of two, the
+same loss; dropout masks drawn once for both; only for discriminators without batch
+statistics, whose updates would change). Class-conditional pairs (modules with
 `conditional == True`) get `batch['label']` in both G and D; fakes in a step use the real
 batch's labels, so they follow the data's class frequencies.
 
@@ -93,6 +96,7 @@ def make_gan_task(config) -> Task:
   g_tx, d_tx = make_optimizers(config)
   latent_dim, n_critic = config.latent_dim, int(config.n_critic)
   r1_gamma, gp_weight, use_ada = float(config.r1_gamma), float(config.gp_weight), config.ada
+  joint_d = bool(config.d_joint_batch)
   controller = ada_lib.ada(config.ada_target, config.ada_interval, config.ada_kimg,
                            config.ada_p_init)
 
@@ -114,6 +118,10 @@ def make_gan_task(config) -> Task:
     image = batch["image"][:1]
     d_params, d_stats = _split_variables(discriminator.init(
         k_d, *((image, labels) if conditional else (image,)), train=False))
+    if joint_d and d_stats:
+      raise ValueError(f"config.d_joint_batch needs a discriminator without batch statistics; "
+                       f"this one keeps {sorted(d_stats)} (spectral norm or batch norm), whose "
+                       "updates differ for one joint batch. Set d_joint_batch=False.")
     return GanState(step=jnp.zeros((), jnp.int32), key=k_state, g_params=g_params,
                     d_params=d_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params),
                     g_stats=g_stats, d_stats=d_stats, ada=controller.init())
@@ -134,8 +142,14 @@ def make_gan_task(config) -> Task:
       k_aug_real, k_aug_fake, k_gp = jax.random.split(k_aug, 3)
       real = maybe_augment(real, k_aug_real, p)
       fake = maybe_augment(fake, k_aug_fake, p)
-      real_logits, d_stats = d_call(d_params, d_stats, real, labels, k_real)
-      fake_logits, d_stats = d_call(d_params, d_stats, fake, labels, k_fake)
+      if joint_d:  # One pass over [real; fake]: fewer, larger kernels.
+        both_labels = None if labels is None else jnp.concatenate([labels, labels])
+        logits, d_stats = d_call(d_params, d_stats, jnp.concatenate([real, fake]),
+                                 both_labels, k_real)
+        real_logits, fake_logits = jnp.split(logits, 2)
+      else:
+        real_logits, d_stats = d_call(d_params, d_stats, real, labels, k_real)
+        fake_logits, d_stats = d_call(d_params, d_stats, fake, labels, k_fake)
       d_loss = loss.d(real_logits, fake_logits)
       metrics = {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                  "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}

@@ -163,11 +163,11 @@ def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
   # Multi-process: each device shuffles its share of its process's block.
   make = distributed.make_sharded_epoch if multi_process else parallel.make_epoch
   return make(setup.task, setup.mesh, c.parallel, c.batch_size,
-              guard=config_lib.nan_guard_on(c), nan_step=nan_step, unroll=c.scan_unroll)
+              guard=config_lib.nan_guard(c), nan_step=nan_step, unroll=c.scan_unroll)
 
 
-def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
-                   ckpt: Checkpointer) -> guard_lib.NonFiniteError | None:
+def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int, ckpt: Checkpointer,
+                   check: str) -> guard_lib.NonFiniteError | None:
   """The error to raise if the epoch's guard tripped, else None."""
   if not record:
     return None
@@ -176,7 +176,7 @@ def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int,
     return None
   good = ckpt.latest_step()
   return guard_lib.NonFiniteError(
-      f"{guard_lib.fault_summary(bad, epoch)}; training stopped and saved nothing of this "
+      f"{guard_lib.fault_summary(bad, epoch, check)}; training stopped and saved nothing of this "
       "epoch. "
       + (f"Last good checkpoint: {ckpt.step_path(good)} (intact)." if good is not None
          else "No checkpoint was written yet."))
@@ -249,7 +249,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
       while epoch < config.epochs:
         state, metrics = epoch_fn(state, images, labels)
         metrics, record = guard_lib.split_record(distributed.to_host(metrics))
-        failure = _guard_failure(record, metrics, state, epoch + 1, ckpt)
+        failure = _guard_failure(record, metrics, state, epoch + 1, ckpt,
+                                 config.nan_check)
         if failure is not None:
           if config.nan_policy != "rollback" or rollbacks >= config.nan_max_rollbacks:
             raise failure

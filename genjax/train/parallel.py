@@ -75,15 +75,15 @@ def shuffled_batches(key: jax.Array, step: jax.Array, num_examples: int, batch_s
   return perm[:steps * batch_size].reshape(steps, batch_size)
 
 
-def scan_epoch(body, state, index, guard: bool, unroll: int = 1):
+def scan_epoch(body, state, index, guard: str | None = None, unroll: int = 1):
   """`lax.scan` of `body(state, idx) -> (state, metrics)` over `index` [steps, B], `unroll`
-  steps per loop iteration (multi-step fusion). With `guard`, every step is NaN/Inf-checked
-  on device (`genjax.train.guard`; the optimizer states once, at the end) and the metrics
-  also hold the guard's record (`guard/bad_step`, `guard/bad_terms`, `guard/at_epoch_end`,
-  scalars)."""
-  if not guard:
+  steps per loop iteration (multi-step fusion). With `guard` (one of `guard.CHECKS`, what
+  each step reads; None: no guard), every step is NaN/Inf-checked on device
+  (`genjax.train.guard`; the whole state once, at the end) and the metrics also hold the
+  guard's record (`guard/bad_step`, `guard/bad_terms`, `guard/at_epoch_end`, scalars)."""
+  if guard is None:
     return jax.lax.scan(body, state, index, unroll=unroll)
-  (state, record), metrics = jax.lax.scan(guard_lib.guard_step(body),
+  (state, record), metrics = jax.lax.scan(guard_lib.guard_step(body, guard),
                                           (state, guard_lib.healthy()), index, unroll=unroll)
   record = guard_lib.check_epoch_end(record, metrics, state)
   return state, {**metrics, **guard_lib.as_metrics(record)}
@@ -95,7 +95,7 @@ def guarded_step(task, mesh, mode: str, nan_step: int):
   return guard_lib.poison_batch(step, nan_step) if nan_step >= 0 else step
 
 
-def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: bool = False,
+def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | None = None,
                nan_step: int = -1, unroll: int = 1):
   """A jitted `epoch(state, images_u8, labels) -> (state, metrics[steps])`: one `lax.scan`
   over the whole device-resident split, shuffled on device, the state donated; `guard`,
