@@ -60,7 +60,7 @@ def test_nan_loss_is_caught_at_its_step_and_named(k):
   metrics, record = guard.split_record(jax.device_get(metrics))
   fault = guard.describe(record, guard.term_names(list(metrics), state))
   assert fault == (k, ["loss"], False)
-  assert guard.fault_summary(fault, 1) == f"Non-finite loss at step {k} (epoch 1)"
+  assert guard.fault_summary(fault, 1, "parameters") == f"Non-finite loss at step {k} (epoch 1)"
   # Every step before the bad one is the clean run's, metric for metric.
   _, clean = run(toy_step(), XS, None)
   np.testing.assert_array_equal(metrics["loss"][:k], clean["loss"][:k])
@@ -108,7 +108,7 @@ def test_metrics_check_names_a_bad_gradient_as_the_next_loss_or_at_the_epoch_end
   metrics, record = guard.split_record(jax.device_get(metrics))
   assert guard.describe(record, guard.term_names(list(metrics), state)) == (
       9, ["params", "opt"], True)
-  # The same fault under the default check: named at its own step by the parameters.
+  # The same fault under the 'parameters' check: named at its own step by the parameters.
   state, metrics = run(loss_only(toy_step(bad_grad_at=6)), XS, "parameters")
   metrics, record = guard.split_record(jax.device_get(metrics))
   assert guard.describe(record, guard.term_names(list(metrics), state)) == (6, ["params"], False)
@@ -125,7 +125,7 @@ def test_a_fault_only_the_optimizer_state_shows_is_found_at_the_epoch_end():
   metrics, record = guard.split_record(jax.device_get(metrics))
   fault = guard.describe(record, guard.term_names(list(metrics), state))
   assert fault == (len(XS) - 1, ["opt"], True)
-  assert guard.fault_summary(fault, 2) == (
+  assert guard.fault_summary(fault, 2, "parameters") == (
       "Non-finite opt found at the end of epoch 2 (after step 9; the whole state is checked "
       "once per epoch, what config.nan_check names every step)")
 

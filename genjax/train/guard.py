@@ -153,9 +153,10 @@ def describe(record: dict, names: Sequence[str]) -> Fault | None:
   return Fault(step, bad, bool(record.get(AT_EPOCH_END_KEY, False)))
 
 
-def fault_summary(fault: Fault, epoch: int, check: str = "parameters") -> str:
+def fault_summary(fault: Fault, epoch: int, check: str) -> str:
   """'Non-finite <terms> at step <s> (epoch <e>)', or where it was found at the epoch end;
-  under the 'metrics' check, with what else the step's losses may be showing."""
+  under the 'metrics' check (`check`: what the guard read each step), with what else the
+  step's losses may be showing."""
   where = (f"found at the end of epoch {epoch} (after step {fault.step}; the whole state "
            "is checked once per epoch, what config.nan_check names every step)"
            if fault.at_epoch_end else f"at step {fault.step} (epoch {epoch})")
