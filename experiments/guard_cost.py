@@ -1,12 +1,12 @@
 """What the NaN/Inf guard costs the MLP GAN epoch, variants interleaved in one process.
 
 Variants: `none` (nan_policy='off'), `every_step` (every state group read every step, the
-optimizer states included: the guard before 2026-11-29's third session), `guard` (the
-default `nan_check='parameters'`: metrics and parameters every step, optimizer states once per
-epoch), `metrics` (`nan_check='metrics'`: the losses every step, the whole state once per
-epoch). Each variant's epoch
-over the first STEPS batches of MNIST is compiled once, run once untimed, then timed ROUNDS
-times in turn with the others, so a drift of the machine's speed hits all of them alike.
+optimizer states included: the guard before 2026-11-29's third session), `guard`
+(`nan_check='parameters'`, the default until 2026-12-01: metrics and parameters every step,
+optimizer states once per epoch), `metrics` (`nan_check='metrics'`, the default since: the
+losses every step, the whole state once per epoch). Each variant's epoch over the first STEPS
+batches of MNIST is compiled once, run once untimed, then timed ROUNDS times in turn with the
+others, so a drift of the machine's speed hits all of them alike.
 
   GENJAX_DATA_DIR=<data> PYTHONPATH=. python experiments/guard_cost.py float32 300 10 \
       [threefry2x32|philox2x32]

@@ -75,18 +75,16 @@ def _all_finite(leaves) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _reads_group(groups: str, name: str) -> bool:
-  if groups not in ("all", "parameters", "none"):
-    raise ValueError(f"groups={groups!r}; use 'all', 'parameters' or 'none'.")
-  return groups == "all" or (groups == "parameters" and not is_optimizer_group(name))
-
-
 def nonfinite_mask(metrics: dict, state: Any, groups: str = "all") -> jax.Array:
   """int32 bitmask over `term_names(metrics, state)`: bit i set when term i is not finite.
   `groups` says which state groups are read: 'all', 'parameters' (all but the optimizer
   states) or 'none' (metrics only); the bits of the others stay 0."""
+  if groups not in ("all", "parameters", "none"):
+    raise ValueError(f"groups={groups!r}; use 'all', 'parameters' or 'none'.")
+  reads = lambda name: groups == "all" or (groups == "parameters"
+                                           and not is_optimizer_group(name))
   checks = [_all_finite([metrics[k]]) for k in sorted(metrics)]
-  checks += [_all_finite(leaves) if _reads_group(groups, name) else jnp.bool_(True)
+  checks += [_all_finite(leaves) if reads(name) else jnp.bool_(True)
              for name, leaves in state_groups(state)]
   bits = [jnp.where(ok, 0, 1 << min(i, _MAX_BITS - 1)) for i, ok in enumerate(checks)]
   return jnp.bitwise_or.reduce(jnp.stack(bits).astype(jnp.int32)) if bits else jnp.int32(0)
