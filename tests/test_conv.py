@@ -1,4 +1,4 @@
-"""genjax.models.conv: the matmul (im2col / col2im) convolutions equal XLA's, parameters
+"""genjax.models.conv: the matmul-form convolutions equal XLA's, parameters
 included, so the implementation is a speed choice that checkpoints do not see."""
 import flax.linen as nn
 import jax
@@ -8,9 +8,12 @@ import pytest
 
 from genjax.models.conv import Conv, ConvTranspose, live_taps
 
-# (kernel, stride, in, out, size): DCGAN's strided 4x4, the 3x3 output conv, the conv VAE's
-# 3x3 stride 2 on an odd size (masks and 5x5 kernels: the masked-conv test below).
-CASES = [(4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7), (1, 1, 8, 4, 7)]  # 1x1: PixelCNN
+# (kernel, stride, in, out, size): DCGAN's strided 4x4, the 3x3 output conv (narrowing: the
+# product-first form), the conv VAE's 3x3 stride 2 on an odd size, PixelCNN's 1x1, the gated
+# VAE's 5x5 stride 2, a strided narrowing conv, a kernel smaller than its stride (transposed:
+# output phases no tap reaches) and a stride-1 transposed conv.
+CASES = [(4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7), (1, 1, 8, 4, 7),
+         (5, 2, 4, 6, 7), (3, 2, 16, 3, 7), (1, 2, 4, 3, 5), (3, 1, 4, 4, 6)]
 
 
 def _perturbed(params):  # non-zero biases too
@@ -57,17 +60,18 @@ def test_masked_conv_equals_flax_masked_conv():
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=2e-5, rtol=1e-5)
 
 
-def test_masked_taps_are_skipped_with_the_same_result_and_gradients():
+@pytest.mark.parametrize("cin,cout", [(4, 6), (8, 2)], ids=["im2col", "product_first"])
+def test_masked_taps_are_skipped_with_the_same_result_and_gradients(cin, cout):
   # A causal mask zeroes whole kernel taps: 5 of 3x3 type B's 9 remain, 24 of 7x7 type A's 49.
   from genjax.models.pixelcnn import causal_mask  # pylint: disable=import-outside-toplevel
   assert live_taps(causal_mask(3, "B", 4, 6), 3, 3) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
   assert len(live_taps(causal_mask(7, "A", 1, 6), 7, 7)) == 24
   assert len(live_taps(None, 3, 3)) == 9
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 4))
-  mask = causal_mask(3, "B", 4, 6)
-  ref = nn.Conv(6, (3, 3), padding="SAME", mask=jnp.asarray(mask))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, cin))
+  mask = causal_mask(3, "B", cin, cout)
+  ref = nn.Conv(cout, (3, 3), padding="SAME", mask=jnp.asarray(mask))
   params = _perturbed(ref.init(jax.random.PRNGKey(1), x))
-  ours = Conv(6, (3, 3), mask=mask, impl="matmul")
+  ours = Conv(cout, (3, 3), mask=mask, impl="matmul")
   loss = lambda m: lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
   np.testing.assert_allclose(jax.jit(ours.apply)(params, x), ref.apply(params, x),
                              atol=2e-5, rtol=1e-5)
@@ -75,6 +79,6 @@ def test_masked_taps_are_skipped_with_the_same_result_and_gradients():
                   jax.tree.leaves(jax.grad(loss(ref), (0, 1))(params, x))):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
   # A kernel with no live tap leaves the bias.
-  empty = Conv(6, (3, 3), mask=np.zeros((3, 3, 4, 6), np.float32), impl="matmul")
+  empty = Conv(cout, (3, 3), mask=np.zeros((3, 3, cin, cout), np.float32), impl="matmul")
   np.testing.assert_allclose(empty.apply(params, x), np.broadcast_to(
-      params["params"]["bias"], (2, 9, 9, 6)), atol=0)
+      params["params"]["bias"], (2, 9, 9, cout)), atol=0)

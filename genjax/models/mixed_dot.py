@@ -59,10 +59,11 @@ def mixed_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   """x [..., k] @ w [k, n]: a bf16 `x` with a bf16 or fp32 `w` gives an fp32 result (bf16
   operands, fp32 accumulation; `w`'s gradient in `w`'s dtype); other dtypes an ordinary
   matmul."""
+  lead, x = x.shape[:-1], x.reshape((-1, x.shape[-1]))
   if x.dtype != jnp.bfloat16 or w.dtype not in (jnp.bfloat16, jnp.float32):
-    return x @ w
-  lead = x.shape[:-1]
-  out = _bf16_matmul(x.reshape((-1, x.shape[-1])), w, w.dtype)
+    out = x @ w
+  else:
+    out = _bf16_matmul(x, w, w.dtype)
   return out.reshape(lead + (w.shape[-1],))
 
 
