@@ -10,6 +10,7 @@ from experiments.configs.mlp_gan import get_config
 from genjax import bench
 from genjax import config as config_lib
 from genjax.data import load
+from tests.conftest import run_python
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +151,16 @@ def test_cpu_model_names_the_bf16_matmul_units(tmp_path):
   info.write_text("model name\t: Some EPYC\nflags\t\t: fpu avx2 fma\n")
   assert bench.env.cpu_model(str(info)) == "Some EPYC, no bf16 matmul units"
   assert bench.env.cpu_model(str(tmp_path / "absent")) is None
+
+
+def test_conv_layer_timing_script_writes_a_row_per_layer_and_dtype(tmp_path):
+  out = tmp_path / "layers.md"
+  run_python(["experiments/conv_layer_timing.py", "--batch=2", "--calls=1",
+              "--dtypes=float32", f"--out={out}"])
+  rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and
+          "layer" not in line]
+  # (The script is not imported here: its absl flags would clash with other scripts'.)
+  assert len(rows) == 8, rows  # the conv VAE's five layers and DCGAN generator's three
+  for row in rows:  # four positive times per row
+    times = [float(cell) for cell in row.strip("| ").split(" | ")[2:]]
+    assert len(times) == 4 and all(t > 0 for t in times), row
