@@ -30,7 +30,7 @@ from genjax.config import override, validate
 from genjax.eval import likelihood as lik
 from genjax.train import ema as ema_lib
 from genjax.train.loop import load_trained
-from genjax.train.vae import load_latent_prior
+from genjax.train.vae import model_prior
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained 'vae' or 'pixelcnn' work dir.")
 _IW = flags.DEFINE_integer("iw_samples", 0, "k of the IW bound (0: config.iw_samples).")
@@ -64,8 +64,8 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
   config = override(config, {"iw_samples": k, "iw_chunk": iw_chunk or config.iw_chunk})
   validate(config)  # e.g. a chunk that does not divide k, named
   prior, prior_name = None, "standard normal"
-  if latent_prior:
-    prior, prior_name = load_latent_prior(latent_prior, config, state)
+  if latent_prior or config.family == "vae":
+    prior, prior_name = model_prior(latent_prior, config, state)
   fn = lik.get_log_likelihood_fn(config, iw_samples=k, prior=prior)
   test = data_lib.load(config.dataset, "test", data_dir=config.data_dir or None,
                        source=config.data_source)

@@ -16,6 +16,7 @@ import ml_collections
 FAMILIES = ("gan", "vae", "pixelcnn")
 PARALLEL_MODES = ("jit", "shard_map")
 NAN_POLICIES = ("stop", "rollback", "off")
+VAE_HALVES = ("", "encoder", "decoder")  # config.frozen
 # JAX's counter-based PRNGs a run may draw its keys from (`jax_default_prng_impl`).
 PRNG_IMPLS = ("threefry2x32", "philox2x32", "philox4x32")
 
@@ -110,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
                               # weighted bound L_k (IWAE), k decoder passes per image.
   c.iw_gradient = "iwae"      # Gradient of that L_k: 'iwae' (plain) or 'dreg' (the doubly
                               # reparameterised encoder estimator; needs iw_train_samples > 1).
+  c.latent_prior = ""         # VAE: a fitted p(z) (.npz of experiments/fit_prior.py) to train
+                              # against instead of N(0, I); fixed, it is the run's p(z).
+  c.frozen = ""               # VAE: '' | 'encoder' | 'decoder', the half whose parameters the
+                              # steps leave as they are (e.g. tune the encoder to a prior).
   c.likelihood = "bernoulli"  # VAE decoder: 'bernoulli' (dynamically binarised data) or
                               # 'gaussian' (continuous [0,1] intensities).
   c.iw_samples = 5000         # k of the importance-weighted test bound (experiments/nll.py).
@@ -226,6 +231,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.iw_gradient == "dreg" and config.iw_train_samples < 2:
     raise ValueError("config.iw_gradient='dreg' estimates the gradient of the importance-"
                      "weighted bound: set config.iw_train_samples to k > 1.")
+  if config.frozen not in VAE_HALVES:
+    raise ValueError(f"config.frozen={config.frozen!r}; use one of {VAE_HALVES}.")
+  for key in ("latent_prior", "frozen"):
+    if config[key] and config.family != "vae":
+      raise ValueError(f"config.{key} applies to a VAE, not to config.family="
+                       f"{config.family!r}.")
   ema.check_decay(config.ema_decay)
   if not 0.0 <= config.ada_p_init <= 1.0:
     raise ValueError(f"config.ada_p_init must lie in [0, 1], got {config.ada_p_init}.")

@@ -40,7 +40,7 @@ def export_samples(workdir: str, num: int, out: str, seed: int = 0, ema: bool = 
   if latent_prior:
     from genjax.train import vae  # pylint: disable=import-outside-toplevel
 
-    decode = vae.make_prior_sampler(config, vae.load_latent_prior(latent_prior, config, state)[0])
+    decode = vae.make_prior_sampler(config, vae.model_prior(latent_prior, config, state)[0])
     task = task._replace(sample=lambda state, key, num, labels=None: decode(state, key, num))
   key = jax.random.fold_in(jax.random.PRNGKey(seed), EXPORT_KEY_TAG)
   images, labels = generate(task, state, key, num)

@@ -1,6 +1,7 @@
 """The Gaussian-mixture latent prior: its density, sampling, EM fit and choice of K, files,
 and its use in a VAE's importance-weighted bound and in the two scripts."""
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +112,78 @@ def test_iw_bound_with_a_one_component_standard_mixture_equals_the_default():
   assert np.all(np.abs(np.asarray(other) - np.asarray(default)) > 1e-3)  # the prior is used
 
 
+def _tiny_vae_config(**overrides):
+  from genjax import config as config_lib  # pylint: disable=import-outside-toplevel
+
+  c = config_lib.base_config()
+  c.family, c.model, c.model_args, c.latent_dim = "vae", "vae_mlp", {"hidden": (16,)}, 3
+  c.batch_size = 8
+  return config_lib.override(c, overrides)
+
+
+def test_the_elbo_against_a_standard_mixture_is_the_elbo_with_a_sampled_kl():
+  from genjax import data  # pylint: disable=import-outside-toplevel
+  from genjax.models.vae import get_vae  # pylint: disable=import-outside-toplevel
+  from genjax.train import vae as vae_lib  # pylint: disable=import-outside-toplevel
+  from genjax.train.task import get_task  # pylint: disable=import-outside-toplevel
+
+  c = _tiny_vae_config()
+  x = jnp.asarray(data.to_float(data.load("digits", "train").images[:8]) > 0, jnp.float32)
+  params = get_task(c).init(jax.random.PRNGKey(0), {"image": x}).params
+  vae, log_px = get_vae(c), vae_lib.make_log_px_given_z(c.likelihood)
+  standard = prior_lib.GaussianMixture(jnp.zeros(1), jnp.zeros((1, 3)), jnp.eye(3)[None])
+  keys = jax.random.split(jax.random.PRNGKey(1), 2000)
+  run = jax.jit(jax.vmap(lambda k, p: vae_lib.elbo(vae, log_px, params, x, k, p)[1:],
+                         in_axes=(0, None)))
+  (recon, kl), (recon_r, kl_r) = run(keys, None), run(keys, standard)
+  np.testing.assert_array_equal(recon_r, recon)  # the same z
+  assert not np.allclose(kl_r, kl)  # one sample's log q - log r, not the analytic KL ...
+  np.testing.assert_allclose(kl_r.mean(0), kl[0], atol=0.05)  # ... whose mean it is
+
+
+def test_a_frozen_decoder_stays_while_the_encoder_trains_against_a_prior_file(tmp_path):
+  from genjax import data  # pylint: disable=import-outside-toplevel
+  from genjax.config import validate  # pylint: disable=import-outside-toplevel
+  from genjax.train.task import get_task  # pylint: disable=import-outside-toplevel
+
+  prior, *_ = _mixture(k=2, dim=3, spread=1.0)
+  path = str(tmp_path / "prior.npz")
+  prior_lib.save(path, prior, step=0)
+  images = jnp.asarray(data.to_float(data.load("digits", "train").images[:8]))
+  for frozen in ("decoder", "encoder"):
+    c = _tiny_vae_config(latent_prior=path, frozen=frozen, iw_train_samples=3)
+    validate(c)
+    task = get_task(c)
+    start = task.init(jax.random.PRNGKey(0), {"image": images})
+    step = jax.jit(task.make_step())
+    state, losses = start, []
+    for _ in range(30):
+      state, metrics = step(state, {"image": images})
+      losses.append(float(metrics["loss"]))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])  # the other half trains
+    for half in ("encoder", "decoder"):
+      same = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                                          start.params["params"][half],
+                                          state.params["params"][half]))
+      assert all(same) if half == frozen else not any(same), (frozen, half)
+  # The prior is used: against N(0, I) the same steps give other losses.
+  c = _tiny_vae_config(frozen="decoder", iw_train_samples=3)
+  _, plain = jax.jit(get_task(c).make_step())(start, {"image": images})
+  assert abs(float(plain["loss"]) - losses[0]) > 1e-3
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(frozen="generator"), "config.frozen='generator'; use one of"),
+    (dict(family="pixelcnn", model="pixelcnn", latent_prior="p.npz"),
+     "config.latent_prior applies to a VAE"),
+])
+def test_bad_prior_training_settings_are_named(overrides, message):
+  from genjax.config import validate  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(ValueError, match=message):
+    validate(_tiny_vae_config(**overrides))
+
+
 def test_fit_script_then_nll_with_the_prior(tmp_path):
   from experiments.configs import vae_mlp  # pylint: disable=import-outside-toplevel
   from genjax.train.loop import train  # pylint: disable=import-outside-toplevel
@@ -133,6 +206,12 @@ def test_fit_script_then_nll_with_the_prior(tmp_path):
   prior, meta = prior_lib.load(fitted["out"])
   other = str(tmp_path / "other.npz")
   prior_lib.save(other, prior, **{**meta, "fingerprint": "0" * 16})
+  # The encoder tuned to the mixture, decoder frozen, in a copy of the run (resumed).
+  tuned = str(tmp_path / "tuned")
+  shutil.copytree(workdir, tuned)
+  config = vae_mlp.get_config("smoke")
+  config.epochs, config.latent_prior, config.frozen = config.epochs + 1, fitted["out"], "decoder"
+  train(config, tuned, quiet=True)
   code = f"""
 import json
 from experiments import nll
@@ -140,6 +219,8 @@ kw = dict(iw_samples=10, num_test=50, batch_size=25, iw_chunk=5)
 runs = {{name: nll.test_nll({workdir!r}, latent_prior=path, **kw)
         for name, path in (('default', ''), ('mixture', {fitted['out']!r}),
                            ('flow', {flow['out']!r}))}}
+runs['tuned'] = nll.test_nll({tuned!r}, **kw)  # its own prior, though fitted before the tuning
+runs['tuned_named'] = nll.test_nll({tuned!r}, latent_prior={fitted['out']!r}, **kw)
 try:
   nll.test_nll({workdir!r}, latent_prior={other!r}, **kw)
 except ValueError as e:
@@ -153,6 +234,9 @@ print(json.dumps(runs))
   assert len({runs[name]["nll_nats"] for name in ("default", "mixture", "flow")}) == 3
   assert 0 < runs["mixture"]["nll_nats"] < 784 * np.log(2)
   assert "fitted to other parameters" in runs.get("error", "")
+  assert runs["tuned"]["latent_prior"].endswith(f"({fitted['out']}, trained against)")
+  assert runs["tuned_named"]["nll_nats"] == runs["tuned"]["nll_nats"]
+  assert runs["tuned"]["nll_nats"] != runs["mixture"]["nll_nats"]  # another encoder
   # Samples for evaluate.py --latent_prior: z from the mixture, so other images.
   from genjax.sampling import export_samples  # pylint: disable=import-outside-toplevel
   default, mixture = (export_samples(workdir, 8, str(tmp_path / f"s{i}.npz"), latent_prior=p)

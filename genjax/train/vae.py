@@ -13,6 +13,14 @@ the logged loss is then -L_k and `elbo` the ELBO estimated from the same k sampl
 gradient with the doubly reparameterised estimator (DReG, Tucker et al. 2019): the same
 expectation, a variance that stays low as k grows, where the plain IWAE gradient's encoder
 signal-to-noise ratio falls like 1/sqrt(k) (Rainforth et al. 2018).
+
+`config.latent_prior` names a fitted p(z) (`experiments/fit_prior.py`) that replaces N(0, I)
+in both bounds, the ELBO's KL then the one-sample log q(z|x) - log r(z); it stays fixed and is
+the run's p(z) for evaluation and sampling. `config.frozen` ('encoder' or 'decoder') keeps
+one half's parameters as they are: its gradient is not computed and its updates are zero
+(Adam's momentum would otherwise move it). Together they tune an encoder to a prior fitted
+after training: q(z|x), the importance sampler, moves toward the posterior under r while the
+model p(x) = int p(x|z) r(z) dz stays the same, so its bound can only tighten.
 """
 from __future__ import annotations
 
@@ -65,13 +73,18 @@ def kl_weight(step: jax.Array, warmup_steps: int) -> jax.Array:
   return jnp.minimum(1.0, (step + 1).astype(jnp.float32) / warmup_steps)
 
 
-def elbo(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
+def elbo(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, prior=None
          ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """(elbo, log p(x|z), KL) per image [B], one reparameterised sample."""
+  """(elbo, log p(x|z), KL) per image [B], one reparameterised sample; the KL analytic for
+  N(0, I), else log q(z|x) - log r(z) at the sample for the fitted `prior` r."""
   mean, logvar = vae.apply(params, x, method=VAE.encode)
-  z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+  std = jnp.exp(0.5 * logvar)
+  z = mean + std * jax.random.normal(key, mean.shape)
   recon = log_px_given_z(vae.apply(params, z, method=VAE.decode), x)
-  kl = kl_to_standard_normal(mean, logvar)
+  if prior is None:
+    kl = kl_to_standard_normal(mean, logvar)
+  else:
+    kl = jax.scipy.stats.norm.logpdf(z, mean, std).sum(-1) - prior_lib.log_prob(prior, z)
   return recon - kl, recon, kl
 
 
@@ -97,8 +110,8 @@ def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, 
   return log_weights_at(vae, log_px_given_z, params, x, z, mean, std, prior)
 
 
-def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int
-                  ) -> tuple[dict, dict]:
+def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int,
+                  prior=None) -> tuple[dict, dict]:
   """The gradient of -L_n (mean over the batch) with DReG's encoder part, and the metrics.
 
   Decoder: the IWAE gradient, sum_i w_i grad log w_i, w the normalised weights. Encoder:
@@ -113,7 +126,7 @@ def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
   z = mean + std * eps
   # mean and std enter as constants: q's parameters held fixed inside log q.
   log_w, log_w_vjp = jax.vjp(
-      lambda p, z: log_weights_at(vae, log_px_given_z, p, x, z, mean, std), params, z)
+      lambda p, z: log_weights_at(vae, log_px_given_z, p, x, z, mean, std, prior), params, z)
   w = jax.lax.stop_gradient(jax.nn.softmax(log_w, axis=0))
   decoder_grads, dz = log_w_vjp(-w / x.shape[0])  # d(-mean_b L_n) / d log w = -w / B
   dz = dz * w[..., None]  # DReG: w^2 on the encoder's path
@@ -123,8 +136,43 @@ def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
   return grads, {"loss": loss, "elbo": jnp.mean(log_w)}
 
 
+def training_prior(config) -> prior_lib.Prior | None:
+  """The p(z) a run trains against: the fitted prior file `config.latent_prior`, else None
+  (N(0, I))."""
+  if not config.latent_prior:
+    return None
+  prior, _ = prior_lib.load(config.latent_prior)
+  prior_lib.check(prior, config.latent_dim)
+  return prior
+
+
+def _is_in(half: str):
+  """path -> whether a parameter (or update) leaf belongs to the VAE's `half`."""
+  return lambda path: any(getattr(entry, "key", None) == half for entry in path[:2])
+
+
+def frozen_gradient(params, half: str):
+  """`params` with the VAE's `half` ('encoder' | 'decoder'; '' none) behind stop_gradient."""
+  if not half:
+    return params
+  inside = _is_in(half)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: jax.lax.stop_gradient(p) if inside(path) else p, params)
+
+
+def frozen_updates(updates, half: str):
+  """`updates` with the VAE's `half` ('encoder' | 'decoder'; '' none) zeroed."""
+  if not half:
+    return updates
+  inside = _is_in(half)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, u: jnp.zeros_like(u) if inside(path) else u, updates)
+
+
 def make_vae_task(config) -> Task:
   vae = get_vae(config)
+  prior = training_prior(config)
+  frozen = config.frozen
   tx = likelihood_optimizer(config)
   data_fn = make_data_fn(config.likelihood)
   log_px_given_z = make_log_px_given_z(config.likelihood)
@@ -144,12 +192,12 @@ def make_vae_task(config) -> Task:
 
     def iw_objective(params, x, key, beta):
       del beta  # KL annealing is an ELBO device; config validation rejects the pair.
-      log_w = log_weights(vae, log_px_given_z, params, x, key, iw_train)  # [k, B]
+      log_w = log_weights(vae, log_px_given_z, params, x, key, iw_train, prior)  # [k, B]
       loss = -jnp.mean(lik.logmeanexp(log_w, axis=0))  # -L_k, nats per image
       return loss, {"loss": loss, "elbo": jnp.mean(log_w)}
 
     def elbo_objective(params, x, key, beta):
-      value, recon, kl = elbo(vae, log_px_given_z, params, x, key)
+      value, recon, kl = elbo(vae, log_px_given_z, params, x, key, prior)
       loss = -jnp.mean(value)  # nats per image: -ELBO, what is logged
       annealed = -jnp.mean(recon - beta * kl)  # = loss when beta is 1 (no or ended warm-up)
       return annealed, {"loss": loss, "recon": -jnp.mean(recon), "kl": jnp.mean(kl)}
@@ -157,20 +205,21 @@ def make_vae_task(config) -> Task:
     def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
       k_data, k_z = jax.random.split(step_key(state, axis_name))
       x = data_fn(k_data, batch["image"])  # [B, H, W, 1]
-      local_params = per_device(state.params, axis_name)
+      local_params = frozen_gradient(per_device(state.params, axis_name), frozen)
       if dreg:
-        grads, metrics = dreg_gradient(vae, log_px_given_z, local_params, x, k_z, iw_train)
+        grads, metrics = dreg_gradient(vae, log_px_given_z, local_params, x, k_z, iw_train,
+                                       prior)
       else:
         objective = iw_objective if iw_train > 1 else elbo_objective
         grads, metrics = jax.grad(objective, has_aux=True)(
             local_params, x, k_z, kl_weight(state.step, warmup_steps))
       updates, opt = tx.update(mean(grads), state.opt, state.params)
-      params = optax.apply_updates(state.params, updates)
+      params = optax.apply_updates(state.params, frozen_updates(updates, frozen))
       return state.replace(step=state.step + 1, params=params, opt=opt), mean(metrics)
 
     return step
 
-  decode_prior_samples = make_prior_sampler(config)
+  decode_prior_samples = make_prior_sampler(config, prior)
 
   def sample(state: ModelState, key: jax.Array, num: int, labels=None) -> jax.Array:
     del labels  # Unconditional.
@@ -227,6 +276,19 @@ def prior_owner(state) -> dict:
   return {"step": int(jax.device_get(state.step)), "params": ema_lib.params_name(state.opt),
           "fingerprint": prior_lib.fingerprint(ema_lib.sampling_params(state.params,
                                                                        state.opt))}
+
+
+def model_prior(path: str, config, state) -> tuple[prior_lib.Prior | None, str]:
+  """(p(z), a description for results) to evaluate or sample a run with: the fitted prior
+  file `path` (checked against `state`'s parameters by `load_latent_prior`); else, or when
+  `path` is the prior the run trained against, that prior (`config.latent_prior`); else
+  N(0, I) (None)."""
+  if path and path != config.latent_prior:
+    return load_latent_prior(path, config, state)
+  if config.latent_prior:
+    prior = training_prior(config)
+    return prior, f"{prior_lib.describe(prior)} ({config.latent_prior}, trained against)"
+  return None, "standard normal"
 
 
 def load_latent_prior(path: str, config, state) -> tuple[prior_lib.Prior, str]:
