@@ -144,14 +144,17 @@ def test_the_elbo_against_a_standard_mixture_is_the_elbo_with_a_sampled_kl():
 def test_a_frozen_decoder_stays_while_the_encoder_trains_against_a_prior_file(tmp_path):
   from genjax import data  # pylint: disable=import-outside-toplevel
   from genjax.config import validate  # pylint: disable=import-outside-toplevel
+  from genjax.models.vae import get_vae  # pylint: disable=import-outside-toplevel
+  from genjax.train import vae as vae_lib  # pylint: disable=import-outside-toplevel
   from genjax.train.task import get_task  # pylint: disable=import-outside-toplevel
 
   prior, *_ = _mixture(k=2, dim=3, spread=1.0)
   path = str(tmp_path / "prior.npz")
   prior_lib.save(path, prior, step=0)
   images = jnp.asarray(data.to_float(data.load("digits", "train").images[:8]))
-  for frozen in ("decoder", "encoder"):
-    c = _tiny_vae_config(latent_prior=path, frozen=frozen, iw_train_samples=3)
+  for frozen, gradient in (("decoder", "dreg"), ("encoder", "iwae")):
+    c = _tiny_vae_config(latent_prior=path, frozen=frozen, iw_train_samples=3,
+                         iw_gradient=gradient)
     validate(c)
     task = get_task(c)
     start = task.init(jax.random.PRNGKey(0), {"image": images})
@@ -166,6 +169,13 @@ def test_a_frozen_decoder_stays_while_the_encoder_trains_against_a_prior_file(tm
                                           start.params["params"][half],
                                           state.params["params"][half]))
       assert all(same) if half == frozen else not any(same), (frozen, half)
+  # No gradient reaches the frozen half.
+  x = images[:4] > 0
+  grads = jax.grad(lambda p: vae_lib.elbo(get_vae(c), vae_lib.make_log_px_given_z(
+      c.likelihood), vae_lib.frozen_gradient(p, "decoder"), x, jax.random.PRNGKey(2))[0].sum())(
+          start.params)
+  assert not any(jnp.any(g) for g in jax.tree.leaves(grads["params"]["decoder"]))
+  assert all(jnp.any(g) for g in jax.tree.leaves(grads["params"]["encoder"]))
   # The prior is used: against N(0, I) the same steps give other losses.
   c = _tiny_vae_config(frozen="decoder", iw_train_samples=3)
   _, plain = jax.jit(get_task(c).make_step())(start, {"image": images})

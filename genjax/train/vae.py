@@ -17,10 +17,11 @@ signal-to-noise ratio falls like 1/sqrt(k) (Rainforth et al. 2018).
 `config.latent_prior` names a fitted p(z) (`experiments/fit_prior.py`) that replaces N(0, I)
 in both bounds, the ELBO's KL then the one-sample log q(z|x) - log r(z); it stays fixed and is
 the run's p(z) for evaluation and sampling. `config.frozen` ('encoder' or 'decoder') keeps
-one half's parameters as they are: its gradient is not computed and its updates are zero
-(Adam's momentum would otherwise move it). Together they tune an encoder to a prior fitted
-after training: q(z|x), the importance sampler, moves toward the posterior under r while the
-model p(x) = int p(x|z) r(z) dz stays the same, so its bound can only tighten.
+one half's parameters as they are: its gradient is not computed (`frozen_gradient` inside
+the objective) and its updates are zero (Adam's momentum would otherwise move it). Together
+they tune an encoder to a prior fitted after training: q(z|x), the importance sampler, moves
+toward the posterior under r while the model p(x) = int p(x|z) r(z) dz stays the same, so
+its importance-weighted bound can tighten toward log p(x) and not pass it.
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def log_weights(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, 
 
 
 def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array, n: int,
-                  prior=None) -> tuple[dict, dict]:
+                  prior=None, frozen: str = "") -> tuple[dict, dict]:
   """The gradient of -L_n (mean over the batch) with DReG's encoder part, and the metrics.
 
   Decoder: the IWAE gradient, sum_i w_i grad log w_i, w the normalised weights. Encoder:
@@ -120,13 +121,15 @@ def dreg_gradient(vae: VAE, log_px_given_z, params, x: jax.Array, key: jax.Array
   pass with cotangent w gives the decoder's gradient and w_i d log w_i / d z_i per sample,
   which one more factor w_i turns into DReG's cotangent for z.
   """
-  (mean, logvar), encoder_vjp = jax.vjp(lambda p: vae.apply(p, x, method=VAE.encode), params)
+  (mean, logvar), encoder_vjp = jax.vjp(
+      lambda p: vae.apply(frozen_gradient(p, frozen), x, method=VAE.encode), params)
   std = jnp.exp(0.5 * logvar)
   eps = jax.random.normal(key, (n,) + mean.shape)  # [n, B, L]
   z = mean + std * eps
   # mean and std enter as constants: q's parameters held fixed inside log q.
   log_w, log_w_vjp = jax.vjp(
-      lambda p, z: log_weights_at(vae, log_px_given_z, p, x, z, mean, std, prior), params, z)
+      lambda p, z: log_weights_at(vae, log_px_given_z, frozen_gradient(p, frozen), x, z, mean,
+                                  std, prior), params, z)
   w = jax.lax.stop_gradient(jax.nn.softmax(log_w, axis=0))
   decoder_grads, dz = log_w_vjp(-w / x.shape[0])  # d(-mean_b L_n) / d log w = -w / B
   dz = dz * w[..., None]  # DReG: w^2 on the encoder's path
@@ -205,14 +208,15 @@ def make_vae_task(config) -> Task:
     def step(state: ModelState, batch: dict) -> tuple[ModelState, dict]:
       k_data, k_z = jax.random.split(step_key(state, axis_name))
       x = data_fn(k_data, batch["image"])  # [B, H, W, 1]
-      local_params = frozen_gradient(per_device(state.params, axis_name), frozen)
+      local_params = per_device(state.params, axis_name)
       if dreg:
         grads, metrics = dreg_gradient(vae, log_px_given_z, local_params, x, k_z, iw_train,
-                                       prior)
+                                       prior, frozen)
       else:
         objective = iw_objective if iw_train > 1 else elbo_objective
-        grads, metrics = jax.grad(objective, has_aux=True)(
-            local_params, x, k_z, kl_weight(state.step, warmup_steps))
+        grads, metrics = jax.grad(
+            lambda p, *args: objective(frozen_gradient(p, frozen), *args), has_aux=True)(
+                local_params, x, k_z, kl_weight(state.step, warmup_steps))
       updates, opt = tx.update(mean(grads), state.opt, state.params)
       params = optax.apply_updates(state.params, frozen_updates(updates, frozen))
       return state.replace(step=state.step + 1, params=params, opt=opt), mean(metrics)
