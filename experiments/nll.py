@@ -63,9 +63,7 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
   k = iw_samples or config.iw_samples
   config = override(config, {"iw_samples": k, "iw_chunk": iw_chunk or config.iw_chunk})
   validate(config)  # e.g. a chunk that does not divide k, named
-  prior, prior_name = None, "standard normal"
-  if latent_prior or config.family == "vae":
-    prior, prior_name = model_prior(latent_prior, config, state)
+  prior, prior_name = model_prior(latent_prior, config, state)
   fn = lik.get_log_likelihood_fn(config, iw_samples=k, prior=prior)
   test = data_lib.load(config.dataset, "test", data_dir=config.data_dir or None,
                        source=config.data_source)

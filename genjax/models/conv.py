@@ -155,7 +155,7 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   placing each tap with an interior-padded `lax.pad` instead (col2im) gave the same forward
   time but a 3-5x slower gradient on XLA:CPU (35 against 6.7 ms for a 64 -> 64 stride-2 3x3
   layer at batch 100, fp32, 2-core Xeon)."""
-  b, h, w, c = x.shape
+  b, h, w, _ = x.shape
   kh, kw, _, o = kernel.shape
   sy, sx = strides
   flipped = kernel[::-1, ::-1]

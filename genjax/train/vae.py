@@ -149,27 +149,24 @@ def training_prior(config) -> prior_lib.Prior | None:
   return prior
 
 
-def _is_in(half: str):
-  """path -> whether a parameter (or update) leaf belongs to the VAE's `half`."""
-  return lambda path: any(getattr(entry, "key", None) == half for entry in path[:2])
+def _on_half(tree, half: str, fn):
+  """`tree` (parameters or updates) with `fn` applied to the leaves of the VAE's `half`
+  ('encoder' | 'decoder'; '' none)."""
+  if not half:
+    return tree
+  inside = lambda path: any(getattr(entry, "key", None) == half for entry in path[:2])
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: fn(leaf) if inside(path) else leaf, tree)
 
 
 def frozen_gradient(params, half: str):
   """`params` with the VAE's `half` ('encoder' | 'decoder'; '' none) behind stop_gradient."""
-  if not half:
-    return params
-  inside = _is_in(half)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, p: jax.lax.stop_gradient(p) if inside(path) else p, params)
+  return _on_half(params, half, jax.lax.stop_gradient)
 
 
 def frozen_updates(updates, half: str):
   """`updates` with the VAE's `half` ('encoder' | 'decoder'; '' none) zeroed."""
-  if not half:
-    return updates
-  inside = _is_in(half)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, u: jnp.zeros_like(u) if inside(path) else u, updates)
+  return _on_half(updates, half, jnp.zeros_like)
 
 
 def make_vae_task(config) -> Task:
