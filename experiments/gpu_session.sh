@@ -20,8 +20,9 @@
 # command buffers for while loops (each epoch's scan one CUDA graph), beside the tutorial
 # baseline; on the H200 (2026-11-30) within 2 % of the default rows. `bench_fused`: the same
 # epochs with D's update on real and fake as one batch (--config.d_joint_batch), with four
-# steps per scan iteration (--config.scan_unroll=4) and with both, beside the plain rows and
-# the tutorial (new 2026-12-01, not yet run on a GPU).
+# steps per scan iteration (--config.scan_unroll=4), with each network's Adam on one flat
+# vector (--config.flatten_optimizer) and with all three, beside the plain rows and the
+# tutorial (new 2026-12-01, not yet run on a GPU).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -112,13 +113,14 @@ bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as on
     --baseline_batch_sizes=64 $STEPS --out="$R/bench_graphs"
 }
 
-bench_fused() {  # issue 6 Must show 1: D on real and fake as one batch (config.d_joint_batch),
-  # four steps per iteration of the epoch's scan (config.scan_unroll: a quarter of the loop's
-  # iterations, each of which ends in the while loop's predicate test) and both, beside the
-  # same config's plain rows and the tutorial baseline, the default NaN guard.
-  stage bench_fused 240 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 \
-    --variants="d_joint_batch=True,scan_unroll=4,d_joint_batch=True;scan_unroll=4" \
+bench_fused() {  # issue 6 Must show 1, fewer and larger kernels per step: D on real and fake
+  # as one batch (config.d_joint_batch); four steps per iteration of the epoch's scan
+  # (config.scan_unroll: a quarter of the loop's iterations, each ending in the while loop's
+  # predicate test); each network's Adam on one flat vector (config.flatten_optimizer); all
+  # three; beside the plain rows (the default NaN guard) and the tutorial baseline.
+  stage bench_fused 300 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="d_joint_batch=True,scan_unroll=4,\
+flatten_optimizer=True,d_joint_batch=True;scan_unroll=4;flatten_optimizer=True" \
     --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused"
 }
 

@@ -47,6 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.lr_d = 2e-4
   c.adam_b1 = 0.9
   c.adam_b2 = 0.999
+  c.flatten_optimizer = False # Adam over each network's parameters raveled into one vector
+                              # (optax.flatten): one update in place of one per leaf, the same
+                              # arithmetic; the optimizer state's layout differs, so a
+                              # checkpoint of the other setting does not restore.
   # Parallelism: 'jit' (jit + NamedSharding over a ('data',) mesh, the compiler inserts the
   # gradient all-reduce) or 'shard_map' (per-device code with an explicit pmean).
   c.parallel = "jit"

@@ -105,3 +105,18 @@ def test_d_joint_batch_trains_with_dropout_and_refuses_batch_statistics():
   assert not np.allclose(m["d_loss"], two_pass["d_loss"])
   with pytest.raises(ValueError, match="d_joint_batch needs a discriminator without batch"):
     run_steps(tiny_config(spectral_norm=True, d_joint_batch=True), 1)
+
+
+def test_flatten_optimizer_trains_as_the_per_leaf_adam():
+  """`flatten_optimizer` runs each network's Adam on one raveled vector: the same update per
+  element, so three steps (with G's moving average on) give the per-leaf steps' parameters;
+  the moments are one flat vector per network."""
+  runs = []
+  for flat in (False, True):
+    _, state, m = run_steps(tiny_config(model="mlp_gan", lr_d=1e-3, ema_decay=0.9,
+                                        flatten_optimizer=flat), 3)
+    runs.append((m, state.g_params, state.d_params))
+    moments = [x for x in jax.tree.leaves(state.d_opt) if jnp.ndim(x) > 0]
+    assert len(moments) == (2 if flat else 2 * len(jax.tree.leaves(state.d_params)))
+  for x, y in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)

@@ -22,8 +22,6 @@ during G's update; the D calls inside G's update and inside the penalties leave 
 """
 from __future__ import annotations
 
-import functools
-
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -34,7 +32,7 @@ from genjax.train import ada as ada_lib
 from genjax.train import ema as ema_lib
 from genjax.train import regularizers
 from genjax.train.losses import get_loss
-from genjax.train.task import Task, average_over, per_device
+from genjax.train.task import Task, adam, average_over, per_device
 
 EXTRA_KEY_TAG = 0xADA  # Keys beyond the base four (augmentation, GP), kept apart from them.
 
@@ -54,8 +52,8 @@ class GanState:
 
 def make_optimizers(config) -> tuple[optax.GradientTransformation, ...]:
   """G's and D's; G's keeps the moving average of its parameters when config.ema_decay > 0."""
-  adam = functools.partial(optax.adam, b1=config.adam_b1, b2=config.adam_b2)
-  return ema_lib.with_average(adam(config.lr_g), config.ema_decay), adam(config.lr_d)
+  return (ema_lib.with_average(adam(config, config.lr_g), config.ema_decay),
+          adam(config, config.lr_d))
 
 
 def _per_device_key(key: jax.Array, axis_name: str | None) -> jax.Array:

@@ -60,6 +60,14 @@ def average_over(tree, axis_name: str | None):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+def adam(config, learning_rate) -> optax.GradientTransformation:
+  """Adam(learning_rate, config.adam_b1, config.adam_b2); with config.flatten_optimizer over
+  the parameters raveled into one vector (optax.flatten): the same arithmetic per element as
+  one small update per leaf, for accelerators where a step is many small kernels."""
+  tx = optax.adam(learning_rate, b1=config.adam_b1, b2=config.adam_b2)
+  return optax.flatten(tx) if config.get("flatten_optimizer", False) else tx
+
+
 def likelihood_optimizer(config) -> optax.GradientTransformation:
   """Adam(config.lr) of the single-network tasks (VAE, PixelCNN); with
   config.lr_halflife_steps > 0 the rate halves smoothly every that many steps; with
@@ -67,8 +75,7 @@ def likelihood_optimizer(config) -> optax.GradientTransformation:
   lr = config.lr
   if config.lr_halflife_steps:
     lr = optax.exponential_decay(config.lr, config.lr_halflife_steps, decay_rate=0.5)
-  return ema_lib.with_average(optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2),
-                              config.ema_decay)
+  return ema_lib.with_average(adam(config, lr), config.ema_decay)
 
 
 @flax.struct.dataclass
