@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_devices = 0           # 0: all local devices.
   c.scan_unroll = 1           # Steps fused per iteration of the epoch's lax.scan (multi-step
                               # fusion: XLA schedules k steps as one body; same results).
+  c.init_from = ""            # A work directory: a run with no checkpoint yet starts from its
+                              # latest parameters (the last ones) with a fresh optimizer, e.g. to
+                              # go on with a decaying rate (genjax.train.warm_start); '': scratch.
   # Host loop.
   c.checkpoint_every = 10     # Epochs between checkpoints (the last epoch always saves).
   c.keep_checkpoints = 3

@@ -25,6 +25,7 @@ from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter
 from genjax.train import guard as guard_lib
 from genjax.train import distributed, parallel
 from genjax.train import ema as ema_lib
+from genjax.train import warm_start as warm_start_lib
 from genjax.train.task import Task, get_task
 
 GRID_KEY_TAG = 0x6121D  # The fixed z of the per-epoch sample grid.
@@ -154,8 +155,24 @@ def _restore_or_init(setup: Setup, ckpt: Checkpointer) -> tuple[Any, int]:
       logging.info("genjax: the checkpoint has no moving average of the parameters; "
                    "starting one at step %d.", int(jax.device_get(state.step)))
     return state, int(meta["epoch"])
-  return parallel.put_replicated(setup.init(jax.random.PRNGKey(setup.config.seed)),
-                                 setup.mesh), 0
+  fresh = setup.init(jax.random.PRNGKey(setup.config.seed))
+  if setup.config.init_from:
+    fresh = _warm_started(fresh, setup.config)
+  return parallel.put_replicated(fresh, setup.mesh), 0
+
+
+def _warm_started(fresh: Any, config: ml_collections.ConfigDict) -> Any:
+  """`fresh` with the parameters of config.init_from's latest checkpoint
+  (`genjax.train.warm_start`)."""
+  source_dir = config.init_from
+  if not os.path.isdir(os.path.join(source_dir, "checkpoints")):
+    raise warm_start_lib.WarmStartError(
+        f"config.init_from={source_dir!r}: no checkpoints/ there (not a genjax work directory).")
+  _, _, source = load_trained(source_dir)
+  config_lib.use_prng_impl(config)  # Loading the source set its own PRNG; this run's again.
+  logging.info("genjax: starting from the parameters of %s (step %d).", source_dir,
+               int(jax.device_get(source.step)))
+  return warm_start_lib.warm_start(jax.device_get(fresh), jax.device_get(source), source_dir)
 
 
 def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
