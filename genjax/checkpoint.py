@@ -201,11 +201,19 @@ def layout(tree: Any) -> list[str]:
           for k, v in jax.tree_util.tree_leaves_with_path(tree)]
 
 
+def layout_difference(saved: list[str], expected: list[str], saved_name: str = "checkpoint",
+                      expected_name: str = "model") -> str | None:
+  """None where two `layout`s agree, else their first difference in words."""
+  if list(saved) == list(expected):
+    return None
+  return next((f"{saved_name} has {a!r}, {expected_name} has {b!r}"
+               for a, b in zip(saved, expected) if a != b),
+              f"{saved_name} has {len(saved)} leaves, {expected_name} has {len(expected)}")
+
+
 def check_layout(saved: list[str], expected: list[str], path: str) -> None:
-  if list(saved) != list(expected):
-    diff = next((f"checkpoint has {a!r}, model has {b!r}"
-                 for a, b in zip(saved, expected) if a != b),
-                f"checkpoint has {len(saved)} leaves, model has {len(expected)}")
+  diff = layout_difference(saved, expected)
+  if diff is not None:
     raise CheckpointMismatchError(
         f"Checkpoint {path} does not match this model's state (different architecture or "
         f"config): {diff}.")

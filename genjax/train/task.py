@@ -65,7 +65,7 @@ def adam(config, learning_rate) -> optax.GradientTransformation:
   the parameters raveled into one vector (optax.flatten): the same arithmetic per element as
   one small update per leaf, for accelerators where a step is many small kernels."""
   tx = optax.adam(learning_rate, b1=config.adam_b1, b2=config.adam_b2)
-  return optax.flatten(tx) if config.get("flatten_optimizer", False) else tx
+  return optax.flatten(tx) if config.flatten_optimizer else tx
 
 
 def likelihood_optimizer(config) -> optax.GradientTransformation:

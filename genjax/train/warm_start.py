@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from genjax.checkpoint import layout
+from genjax.checkpoint import layout, layout_difference
 from genjax.train import ema as ema_lib
 
 
@@ -39,10 +39,9 @@ def warm_start(fresh: Any, source: Any, source_name: str = "the source run") -> 
                          f"this run a {type(fresh).__name__} (another model family).")
   copied = {}
   for name in parameter_fields(fresh):
-    want, got = layout(getattr(fresh, name)), layout(getattr(source, name))
-    if want != got:
-      diff = next((f"it has {a!r}, this model {b!r}" for a, b in zip(got, want) if a != b),
-                  f"it has {len(got)} leaves, this model {len(want)}")
+    diff = layout_difference(layout(getattr(source, name)), layout(getattr(fresh, name)),
+                             "it", "this model")
+    if diff is not None:
       raise WarmStartError(f"config.init_from: the {name} of {source_name} do not fit this "
                            f"model (another architecture?): {diff}.")
     copied[name] = getattr(source, name)
