@@ -1,5 +1,9 @@
-"""Likelihood maths: bits/dim, binarisation, the importance-weighted bound."""
+"""Likelihood maths: bits/dim, binarisation, the importance-weighted bound, merged and
+paired evaluations."""
+import glob
+import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +11,7 @@ import numpy as np
 import pytest
 
 from genjax.eval import likelihood as lik
+from tests.conftest import ROOT, run_python
 
 
 def test_bits_per_dim_matches_hand_computation():
@@ -112,3 +117,43 @@ def test_merge_parts_pools_disjoint_ranges_and_names_what_does_not_fit():
     lik.merge_parts([_part(0, [-1.0]), _part(2, [-1.0], iw_chunk=10)])
   with pytest.raises(ValueError, match="log_likelihoods"):
     lik.merge_parts([{k: v for k, v in _part(0, [-1.0]).items() if k != "log_likelihoods"}])
+
+
+def test_paired_difference_pairs_the_images_both_scored_and_refuses_what_does_not_pair():
+  # A scored images 0-3 in two parts, B images 2-5: they pair on images 2 and 3.
+  a = [_part(2, [-2.0, -3.0], workdir="a"), _part(0, [-9.0, -9.0], workdir="a")]
+  b = [_part(2, [-3.0, -3.5, -7.0, -7.0], workdir="b", iw_samples=5000)]
+  paired = lik.paired_difference(a, b)
+  assert (paired["num_images"], paired["first_image"], paired["last_image"]) == (2, 2, 3)
+  # NLL_A - NLL_B per image: 2 - 3 = -1 and 3 - 3.5 = -0.5; A is lower on both.
+  assert paired["mean_nats"] == pytest.approx(-0.75)
+  assert paired["sem_nats"] == pytest.approx(0.25 / np.sqrt(2))
+  assert paired["frac_lower"] == pytest.approx(1.0)
+  assert (paired["nll_a"], paired["nll_b"]) == (pytest.approx(2.5), pytest.approx(3.25))
+  flipped = lik.paired_difference(b, a)
+  assert (flipped["mean_nats"], flipped["frac_lower"]) == (pytest.approx(0.75), 0.0)
+  with pytest.raises(ValueError, match=r"binarise the test set differently.*'seed', 0, 1"):
+    lik.paired_difference(a, [_part(2, [-3.0], seed=1)])
+  with pytest.raises(ValueError, match="binarise.*batch_size"):
+    lik.paired_difference(a, [_part(2, [-3.0], batch_size=100)])
+  with pytest.raises(ValueError, match="no test image is in both"):
+    lik.paired_difference(a, [_part(10, [-3.0])])
+  with pytest.raises(ValueError, match="side A: parts differ in"):
+    lik.paired_difference([_part(0, [-1.0]), _part(1, [-1.0], step=7)], b)
+
+
+def test_compare_nll_reproduces_a_paired_figure_of_results_md():
+  # RESULTS.md, "A fourth round in turns": four rounds - three, whole test set, IW k = 5000,
+  # each evaluation in ten committed parts of 1000: -0.119 +- 0.009 (55 % of images lower).
+  results = os.path.join(ROOT, "experiments", "results")
+  sides = [",".join(sorted(glob.glob(os.path.join(
+      results, f"nll_vae_conv_turns_r{r}_k5000_*[0-9].json")))) for r in (4, 3)]
+  assert all(len(side.split(",")) == 10 for side in sides)
+  out = run_python(["experiments/compare_nll.py", f"--a={sides[0]}", f"--b={sides[1]}"]).stdout
+  paired = json.loads(out)
+  assert paired["num_images"] == 10000
+  assert (round(paired["mean_nats"], 3), round(paired["sem_nats"], 3)) == (-0.119, 0.009)
+  assert round(paired["frac_lower"], 2) == 0.55
+  assert (round(paired["nll_a"], 2), round(paired["nll_b"], 2)) == (81.90, 82.01)
+  refused = run_python(["experiments/compare_nll.py", f"--a={sides[0]}"], check=False)
+  assert refused.returncode != 0 and "Give both --a and --b" in refused.stderr

@@ -148,6 +148,49 @@ def nll_summary(log_likelihoods, num_dims: int) -> dict:
           "bits_per_dim": float(nats_to_bits_per_dim(nll, num_dims))}
 
 
+_SHARED_KEYS = ("workdir", "step", "iw_samples", "iw_chunk", "seed", "batch_size", "num_dims",
+                "params", "latent_prior")
+# What fixes each test image's binarisation (and, for equal k and chunk, a VAE's z draws):
+# two evaluations pair image by image only where these agree.
+_PAIRING_KEYS = ("dataset", "seed", "batch_size", "num_dims")
+
+
+def _ordered_parts(parts: list[dict], who: str = "merge_parts") -> list[dict]:
+  """Parts of one evaluation, checked (same shared keys, disjoint ranges), sorted by start."""
+  if not parts:
+    raise ValueError(f"{who}: no parts given.")
+  # Files written before these keys existed scored the last parameters under N(0, I).
+  parts = [{"params": "last", "latent_prior": "standard normal", **part} for part in parts]
+  for part in parts:
+    missing = [k for k in (*_SHARED_KEYS, "start", "log_likelihoods") if k not in part]
+    if missing:
+      raise ValueError(f"{who}: a part lacks {missing} (write parts with --per_image).")
+    differing = [k for k in _SHARED_KEYS if part[k] != parts[0][k]]
+    if differing:
+      raise ValueError(f"{who}: parts differ in {differing}: "
+                       f"{[(k, parts[0][k], part[k]) for k in differing]}.")
+  ordered = sorted(parts, key=lambda p: p["start"])
+  ranges = _ranges(ordered)
+  for (_, end), (start, _) in zip(ranges, ranges[1:]):
+    if start < end:
+      raise ValueError(f"{who}: test ranges overlap: {ranges}.")
+  return ordered
+
+
+def _ranges(ordered: list[dict]) -> list[tuple[int, int]]:
+  return [(p["start"], p["start"] + len(p["log_likelihoods"])) for p in ordered]
+
+
+def indexed_log_likelihoods(parts: list[dict], who: str = "merge_parts"):
+  """Parts of one evaluation -> (test-image indices int[N], their log p(x) float64[N])."""
+  return _indexed(_ordered_parts(parts, who))
+
+
+def _indexed(ordered: list[dict]):
+  index = np.concatenate([np.arange(a, b) for a, b in _ranges(ordered)])
+  return index, np.concatenate([np.asarray(p["log_likelihoods"], np.float64) for p in ordered])
+
+
 def merge_parts(parts: list[dict]) -> dict:
   """Per-image results of disjoint test ranges -> one result over their union.
 
@@ -158,26 +201,41 @@ def merge_parts(parts: list[dict]) -> dict:
   ranges or disagreeing keys raise one error naming them. Returns {'start', 'num_test',
   'nll_nats', 'sem_nats', 'bits_per_dim', 'contiguous'} and the shared keys.
   """
-  if not parts:
-    raise ValueError("merge_parts: no parts given.")
-  shared = ("workdir", "step", "iw_samples", "iw_chunk", "seed", "batch_size", "num_dims",
-            "params", "latent_prior")
-  # Files written before these keys existed scored the last parameters under N(0, I).
-  parts = [{"params": "last", "latent_prior": "standard normal", **part} for part in parts]
-  for part in parts:
-    missing = [k for k in (*shared, "start", "log_likelihoods") if k not in part]
-    if missing:
-      raise ValueError(f"merge_parts: a part lacks {missing} (write parts with --per_image).")
-    differing = [k for k in shared if part[k] != parts[0][k]]
-    if differing:
-      raise ValueError(f"merge_parts: parts differ in {differing}: "
-                       f"{[(k, parts[0][k], part[k]) for k in differing]}.")
-  ordered = sorted(parts, key=lambda p: p["start"])
-  ranges = [(p["start"], p["start"] + len(p["log_likelihoods"])) for p in ordered]
-  for (_, end), (start, _) in zip(ranges, ranges[1:]):
-    if start < end:
-      raise ValueError(f"merge_parts: test ranges overlap: {ranges}.")
-  ll = np.concatenate([p["log_likelihoods"] for p in ordered])
+  ordered = _ordered_parts(parts)
+  ranges = _ranges(ordered)
+  _, ll = _indexed(ordered)
   contiguous = all(end == start for (_, end), (start, _) in zip(ranges, ranges[1:]))
-  return {**{k: parts[0][k] for k in shared}, "start": ranges[0][0], "num_test": int(len(ll)),
-          "contiguous": contiguous, **nll_summary(ll, parts[0]["num_dims"])}
+  return {**{k: ordered[0][k] for k in _SHARED_KEYS}, "start": ranges[0][0],
+          "num_test": int(len(ll)), "contiguous": contiguous,
+          **nll_summary(ll, ordered[0]["num_dims"])}
+
+
+def paired_difference(parts_a: list[dict], parts_b: list[dict]) -> dict:
+  """NLL of evaluation A minus that of B, image by image, over the test images both scored.
+
+  Each side is the per-image parts of one evaluation (as for `merge_parts`). The two must
+  binarise the test set alike: same 'seed', 'batch_size', 'num_dims' and, where both name
+  it, 'dataset'; otherwise "image i" would be two different binary images. Returns
+  {'num_images', 'mean_nats' (negative: A is better), 'sem_nats' (standard error of that
+  mean over images), 'frac_lower' (share of images whose NLL is lower under A), 'nll_a',
+  'nll_b' (each side's mean NLL over the shared images)}.
+  """
+  index_a, ll_a = indexed_log_likelihoods(parts_a, "paired_difference, side A")
+  index_b, ll_b = indexed_log_likelihoods(parts_b, "paired_difference, side B")
+  a, b = parts_a[0], parts_b[0]
+  differing = [k for k in _PAIRING_KEYS if k in a and k in b and a[k] != b[k]]
+  if differing:
+    raise ValueError(f"paired_difference: the two evaluations binarise the test set "
+                     f"differently ({[(k, a[k], b[k]) for k in differing]}); their images do "
+                     f"not pair.")
+  shared, in_a, in_b = np.intersect1d(index_a, index_b, return_indices=True)
+  if not len(shared):
+    raise ValueError(f"paired_difference: no test image is in both evaluations (A: "
+                     f"{len(index_a)} images from {index_a.min()}, B: {len(index_b)} from "
+                     f"{index_b.min()}).")
+  diff = ll_b[in_b] - ll_a[in_a]  # NLL_A - NLL_B
+  return {"num_images": int(len(shared)), "first_image": int(shared[0]),
+          "last_image": int(shared[-1]), "mean_nats": float(diff.mean()),
+          "sem_nats": float(diff.std() / np.sqrt(len(diff))),
+          "frac_lower": float((diff < 0).mean()), "nll_a": float(-ll_a[in_a].mean()),
+          "nll_b": float(-ll_b[in_b].mean())}
