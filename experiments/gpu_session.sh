@@ -22,7 +22,9 @@
 # epochs with D's update on real and fake as one batch (--config.d_joint_batch), with four
 # steps per scan iteration (--config.scan_unroll=4), with each network's Adam on one flat
 # vector (--config.flatten_optimizer) and with all three, beside the plain rows and the
-# tutorial (new 2026-12-01, not yet run on a GPU).
+# tutorial (new 2026-12-01, not yet run on a GPU). `bench_cublas`: the epochs of
+# `bench_graphs` with the matrix products through cuBLAS, not XLA's Triton GEMM fusions
+# (--xla_gpu_enable_triton_gemm=false; new 2026-12-01, not yet run on a GPU).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -105,12 +107,21 @@ models() {
   done
 }
 
-bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as one CUDA graph
-  # (XLA's command buffers for while loops and conditionals; XLA's default leaves them out).
-  stage bench_graphs 150 env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" \
+bench_with_xla_flags() {  # bench_with_xla_flags NAME FLAGS: the MLP GAN's epochs under FLAGS
+  stage "$1" 150 env XLA_FLAGS="${XLA_FLAGS:-} $2" \
     python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial \
-    --baseline_batch_sizes=64 $STEPS --out="$R/bench_graphs"
+    --baseline_batch_sizes=64 $STEPS --out="$R/$1"
+}
+
+bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as one CUDA graph
+  # (XLA's command buffers for while loops and conditionals; XLA's default leaves them out).
+  bench_with_xla_flags bench_graphs --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL
+}
+
+bench_cublas() {  # issue 6 Must show 1 again, the matrix products through cuBLAS instead of
+  # XLA's Triton GEMM fusions (the H200 profile's largest batch-64 kernels, ~10 us a call).
+  bench_with_xla_flags bench_cublas --xla_gpu_enable_triton_gemm=false
 }
 
 bench_fused() {  # issue 6 Must show 1, fewer and larger kernels per step: D on real and fake
@@ -170,9 +181,9 @@ gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
-    bench|bench_graphs|bench_fused|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
-    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_fused, models, quality," \
-         "vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
+    bench|bench_graphs|bench_cublas|bench_fused|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
+    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_fused, models," \
+         "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
 OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"
