@@ -197,9 +197,9 @@ def merge_parts(parts: list[dict]) -> dict:
   Each part is a dict with 'start' (first test image), 'log_likelihoods' (per image) and the
   keys that must agree for the parts to be one evaluation: 'workdir', 'step', 'iw_samples',
   'iw_chunk', 'seed', 'batch_size', 'num_dims', 'params' (absent: 'last'), 'latent_prior'
-  (absent: 'standard normal'). Overlapping
-  ranges or disagreeing keys raise one error naming them. Returns {'start', 'num_test',
-  'nll_nats', 'sem_nats', 'bits_per_dim', 'contiguous'} and the shared keys.
+  (absent: 'standard normal'). Overlapping ranges or disagreeing keys raise one error naming
+  them. Returns {'start', 'num_test', 'nll_nats', 'sem_nats', 'bits_per_dim', 'contiguous'}
+  and the shared keys.
   """
   ordered = _ordered_parts(parts)
   ranges = _ranges(ordered)
@@ -216,9 +216,10 @@ def paired_difference(parts_a: list[dict], parts_b: list[dict]) -> dict:
   Each side is the per-image parts of one evaluation (as for `merge_parts`). The two must
   binarise the test set alike: same 'seed', 'batch_size', 'num_dims' and, where both name
   it, 'dataset'; otherwise "image i" would be two different binary images. Returns
-  {'num_images', 'mean_nats' (negative: A is better), 'sem_nats' (standard error of that
-  mean over images), 'frac_lower' (share of images whose NLL is lower under A), 'nll_a',
-  'nll_b' (each side's mean NLL over the shared images)}.
+  {'num_images', 'first_image', 'last_image' (of the shared test images), 'mean_nats'
+  (negative: A is better), 'sem_nats' (standard error of that mean over images),
+  'frac_lower' (share of images whose NLL is lower under A), 'nll_a', 'nll_b' (each side's
+  mean NLL over the shared images)}.
   """
   index_a, ll_a = indexed_log_likelihoods(parts_a, "paired_difference, side A")
   index_b, ll_b = indexed_log_likelihoods(parts_b, "paired_difference, side B")
