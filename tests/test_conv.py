@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genjax.config import PRNG_IMPLS
 from genjax.models.conv import Conv, ConvTranspose, live_taps
 
 # (kernel, stride, in, out, size): DCGAN's strided 4x4, the 3x3 output conv (narrowing: the
@@ -16,9 +17,9 @@ CASES = [(4, 2, 8, 16, 14), (3, 1, 8, 1, 28), (3, 2, 4, 8, 7), (1, 1, 8, 4, 7),
          (5, 2, 4, 6, 7), (3, 2, 16, 3, 7), (1, 2, 4, 3, 5), (3, 1, 4, 4, 6)]
 
 
-def _perturbed(params):  # non-zero biases too
-  return jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(5), a.shape),
-                      params)
+def _perturbed(params):  # non-zero biases too; drawn flat (a rank-4 draw compiles slowly)
+  return jax.tree.map(lambda a: a + 0.1 * jax.random.normal(
+      jax.random.PRNGKey(5), (a.size,)).reshape(a.shape), params)
 
 
 @pytest.mark.parametrize("k,s,cin,cout,size", CASES)
@@ -82,3 +83,16 @@ def test_masked_taps_are_skipped_with_the_same_result_and_gradients(cin, cout):
   empty = Conv(cout, (3, 3), mask=np.zeros((3, 3, cin, cout), np.float32), impl="matmul")
   np.testing.assert_allclose(empty.apply(params, x), np.broadcast_to(
       params["params"]["bias"], (2, 9, 9, cout)), atol=0)
+
+
+@pytest.mark.parametrize("impl", PRNG_IMPLS)
+def test_kernels_drawn_as_a_matrix_equal_flax_initial_values_under_every_prng(impl):
+  # genjax draws a [kh, kw, in, out] kernel as its [kh * kw * in, out] matrix (fast to
+  # compile); flax draws it in 4-D. The values must agree under every PRNG a run may use.
+  x = jnp.ones((1, 5, 5, 2))
+  key = jax.random.key(3, impl=impl)
+  for ours, ref in [(Conv(4, (3, 3)), nn.Conv(4, (3, 3))),
+                    (ConvTranspose(4, (3, 3), (2, 2)), nn.ConvTranspose(4, (3, 3), (2, 2)))]:
+    a, b = ours.init(key, x)["params"]["kernel"], ref.init(key, x)["params"]["kernel"]
+    assert a.shape == b.shape == (3, 3, 2, 4)
+    np.testing.assert_array_equal(a, b)

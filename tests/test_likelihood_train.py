@@ -123,8 +123,8 @@ def test_dreg_gradient_equals_the_textbook_surrogate_and_trains():
   model, log_px_given_z = get_vae(config), vae_task.make_log_px_given_z("bernoulli")
   images = jnp.asarray(data.to_float(data.load("digits", "train").images[:6]))
   x = vae_task.make_data_fn("bernoulli")(jax.random.PRNGKey(1), images)
-  params = model.init(jax.random.PRNGKey(0), x[:1])
-  key, n = jax.random.PRNGKey(2), 4
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])  # jitted: eager conv ops are
+  key, n = jax.random.PRNGKey(2), 4                               # compiled one by one
   norm, sg = jax.scipy.stats.norm.logpdf, jax.lax.stop_gradient
 
   def surrogate(p):
@@ -141,12 +141,13 @@ def test_dreg_gradient_equals_the_textbook_surrogate_and_trains():
     w = sg(jax.nn.softmax(log_w(p, z), axis=0))
     return -jnp.mean(jnp.sum(w * log_w(p, sg(z)) + w ** 2 * log_w(sg(p), z), axis=0))
 
-  grads, metrics = vae_task.dreg_gradient(model, log_px_given_z, params, x, key, n)
-  expected = jax.grad(surrogate)(params)
+  grads, metrics = jax.jit(
+      lambda p: vae_task.dreg_gradient(model, log_px_given_z, p, x, key, n))(params)
+  expected = jax.jit(jax.grad(surrogate))(params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
                grads, expected)
-  iwae_grads = jax.grad(lambda p: -jnp.mean(vae_task.lik.logmeanexp(vae_task.log_weights(
-      model, log_px_given_z, p, x, key, n), axis=0)))(params)
+  iwae_grads = jax.jit(jax.grad(lambda p: -jnp.mean(vae_task.lik.logmeanexp(
+      vae_task.log_weights(model, log_px_given_z, p, x, key, n), axis=0))))(params)
   decoder = lambda g: g["params"]["decoder"]  # pylint: disable=C3001
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
                decoder(grads), decoder(iwae_grads))  # DReG changes only the encoder's part...
