@@ -123,8 +123,9 @@ def test_dreg_gradient_equals_the_textbook_surrogate_and_trains():
   model, log_px_given_z = get_vae(config), vae_task.make_log_px_given_z("bernoulli")
   images = jnp.asarray(data.to_float(data.load("digits", "train").images[:6]))
   x = vae_task.make_data_fn("bernoulli")(jax.random.PRNGKey(1), images)
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])  # jitted: eager conv ops are
-  key, n = jax.random.PRNGKey(2), 4                               # compiled one by one
+  # Everything below jitted: eager conv ops would be compiled one by one (slow on CPU).
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), x[:1])
+  key, n = jax.random.PRNGKey(2), 4
   norm, sg = jax.scipy.stats.norm.logpdf, jax.lax.stop_gradient
 
   def surrogate(p):
