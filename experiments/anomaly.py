@@ -10,13 +10,12 @@ dataset is split into class c (anomalous) and the rest (normal); otherwise the t
 normal and --ood's test split anomalous. VAEs use the IW bound with --iw_samples; PixelCNN
 is exact. Test images are binarised once with a fixed key.
 """
-import json
-
 import jax
 import numpy as np
 from absl import app, flags, logging
 
 from genjax import data as data_lib
+from genjax import metric_writers
 from genjax.eval import likelihood as lik
 from genjax.eval.anomaly import auroc
 from genjax.train.loop import load_trained
@@ -64,10 +63,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   result = anomaly_auroc(_WORKDIR.value, ood=_OOD.value, iw_samples=_IW.value,
                          num_test=_NUM_TEST.value, seed=_SEED.value)
-  print(json.dumps(result, indent=2))
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(result, f, indent=2)
+  metric_writers.report(result, _OUT.value)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,9 @@ smaller standard error than either mean alone, because image-to-image spread can
 Prints, and writes to --out if given: the number of images, each side's mean NLL over them,
 the mean difference, its standard error and the share of images whose NLL A lowers.
 """
-import json
-
 from absl import app, flags
 
+from genjax import metric_writers
 from genjax.eval import likelihood as lik
 
 _A = flags.DEFINE_list("a", [], "The --per_image JSON(s) of evaluation A (its parts).")
@@ -24,19 +23,11 @@ _B = flags.DEFINE_list("b", [], "The --per_image JSON(s) of evaluation B (its pa
 _OUT = flags.DEFINE_string("out", "", "Optional JSON output path.")
 
 
-def _read(paths: list[str]) -> list[dict]:
-  parts = []
-  for path in paths:
-    with open(path) as f:
-      parts.append(json.load(f))
-  return parts
-
-
 def compare(paths_a: list[str], paths_b: list[str]) -> dict:
   """{'a', 'b' (the files), 'num_images', 'nll_a', 'nll_b', 'mean_nats', 'sem_nats',
   'frac_lower'} of evaluation A against B."""
   return {"a": paths_a, "b": paths_b,
-          **lik.paired_difference(_read(paths_a), _read(paths_b))}
+          **lik.paired_difference(lik.read_parts(paths_a), lik.read_parts(paths_b))}
 
 
 def main(argv):
@@ -44,11 +35,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not _A.value or not _B.value:
     raise app.UsageError("Give both --a and --b (nll.py --per_image JSON files).")
-  result = compare(_A.value, _B.value)
-  print(json.dumps(result, indent=2))
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(result, f, indent=2)
+  metric_writers.report(compare(_A.value, _B.value), _OUT.value)
 
 
 if __name__ == "__main__":

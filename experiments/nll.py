@@ -18,7 +18,6 @@ VAE the number is an upper bound on the true NLL (-L_k); for a PixelCNN it is ex
 binarisation and z draws a whole-split evaluation gives them, so parts written with
 `--per_image` merge (`--merge`) into the number one long run would give.
 """
-import json
 import time
 
 import jax
@@ -26,6 +25,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from genjax import data as data_lib
+from genjax import metric_writers
 from genjax.config import override, validate
 from genjax.eval import likelihood as lik
 from genjax.train import ema as ema_lib
@@ -89,11 +89,7 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
 
 def merged(paths: list[str]) -> dict:
   """The --per_image JSONs at `paths` merged into one result."""
-  parts = []
-  for path in paths:
-    with open(path) as f:
-      parts.append(json.load(f))
-  return {**lik.merge_parts(parts), "parts": paths}
+  return {**lik.merge_parts(lik.read_parts(paths)), "parts": paths}
 
 
 def main(argv):
@@ -111,10 +107,7 @@ def main(argv):
                       latent_prior=_PRIOR.value)
   else:
     raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts).")
-  print(json.dumps({k: v for k, v in result.items() if k != "log_likelihoods"}, indent=2))
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump(result, f, indent=2)
+  metric_writers.report(result, _OUT.value, hidden=("log_likelihoods",))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Where per-epoch scalars go: `metrics.jsonl` and TensorBoard event files."""
+"""Where results go: per-epoch scalars to `metrics.jsonl` and TensorBoard event files, an
+evaluation script's result to stdout and a JSON file (`report`)."""
 from __future__ import annotations
 
 import json
@@ -53,3 +54,12 @@ class MultiWriter:
 def read_jsonl(path: str) -> list[dict]:
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def report(result: Mapping, out: str = "", hidden: tuple[str, ...] = ()) -> None:
+  """Prints `result` as JSON, less the keys in `hidden` (long per-image lists), and writes
+  all of it to the file `out` if given."""
+  print(json.dumps({k: v for k, v in result.items() if k not in hidden}, indent=2))
+  if out:
+    with open(out, "w") as f:
+      json.dump(result, f, indent=2)

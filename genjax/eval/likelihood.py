@@ -9,6 +9,7 @@ chunks and combines the chunks' logsumexp in a `lax.scan`.
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Callable
 
@@ -179,6 +180,15 @@ def _ordered_parts(parts: list[dict], who: str = "merge_parts") -> list[dict]:
 
 def _ranges(ordered: list[dict]) -> list[tuple[int, int]]:
   return [(p["start"], p["start"] + len(p["log_likelihoods"])) for p in ordered]
+
+
+def read_parts(paths: list[str]) -> list[dict]:
+  """The per-image results (`nll.py --per_image` JSON files) at `paths`."""
+  parts = []
+  for path in paths:
+    with open(path) as f:
+      parts.append(json.load(f))
+  return parts
 
 
 def indexed_log_likelihoods(parts: list[dict], who: str = "merge_parts"):
