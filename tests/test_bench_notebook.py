@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from tests.conftest import xla_flags
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -22,7 +24,7 @@ def test_benchmark_notebook_runs_tiny(tmp_path, monkeypatch):
               "GENJAX_BENCH_TORCH_THREADS": "1", "JAX_PLATFORMS": "cpu"}
   for k, v in settings.items():
     monkeypatch.setenv(k, v)
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", xla_flags(1))
   nb = nbformat.read(str(tmp_path / "notebooks" / "benchmark.ipynb"), as_version=4)
   nbclient.NotebookClient(nb, kernel_name="python3", timeout=300,
                           resources={"metadata": {"path": str(tmp_path / "notebooks")}}

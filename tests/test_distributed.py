@@ -15,6 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from tests.conftest import xla_flags
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 240
 
@@ -23,7 +25,6 @@ WORKER = textwrap.dedent("""
     import os, sys
     out, ndev, pid, nproc, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
         int(sys.argv[4]), int(sys.argv[5])
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={ndev}"
     import jax, numpy as np
     from genjax import config as config_lib
     from genjax.train import distributed, loop, parallel
@@ -70,8 +71,7 @@ def _free_port() -> int:
 
 
 def _launch(out, ndev, pid, nproc, port):
-  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
-  env.pop("XLA_FLAGS", None)
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags(ndev)}
   return subprocess.Popen([sys.executable, "-c", WORKER, str(out), str(ndev), str(pid),
                            str(nproc), str(port)], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests.conftest import xla_flags
+
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     from genjax.train import parallel
@@ -36,7 +38,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_stabilised_conditional_step_runs_per_device_with_psum_and_pmean():
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+  env = {**os.environ, "XLA_FLAGS": xla_flags(2),
          "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
   out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                        text=True, timeout=900, check=False)
