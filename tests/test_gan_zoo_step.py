@@ -107,16 +107,31 @@ def test_d_joint_batch_trains_with_dropout_and_refuses_batch_statistics():
     run_steps(tiny_config(spectral_norm=True, d_joint_batch=True), 1)
 
 
-def test_flatten_optimizer_trains_as_the_per_leaf_adam():
-  """`flatten_optimizer` runs each network's Adam on one raveled vector: the same update per
-  element, so three steps (with G's moving average on) give the per-leaf steps' parameters;
-  the moments are one flat vector per network."""
-  runs = []
-  for flat in (False, True):
-    _, state, m = run_steps(tiny_config(model="mlp_gan", lr_d=1e-3, ema_decay=0.9,
-                                        flatten_optimizer=flat), 3)
-    runs.append((m, state.g_params, state.d_params))
-    moments = [x for x in jax.tree.leaves(state.d_opt) if jnp.ndim(x) > 0]
-    assert len(moments) == (2 if flat else 2 * len(jax.tree.leaves(state.d_params)))
-  for x, y in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
-    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+def test_flatten_optimizer_is_the_per_leaf_adam_on_one_vector():
+  """`flatten_optimizer` runs each network's Adam on one raveled vector: given the same
+  gradients, three steps make the per-leaf Adam's updates; in the GAN step its moments are one
+  flat vector per network. (Whole training runs are not compared: where a gradient element is
+  a sum that nearly cancels, the two programs' summation orders differ in its last bits, and
+  Adam, dividing by the gradient's scale, turns that into a difference up to the step size.)"""
+  from genjax.train.task import adam  # pylint: disable=import-outside-toplevel
+
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  params = {"w": jax.random.normal(keys[0], (5, 3)), "b": jnp.zeros(3)}
+  grads = [{"w": scale * jax.random.normal(k, (5, 3)), "b": scale * jnp.arange(3.0)}
+           for k, scale in zip(keys[1:], (1.0, 1e-3, 1e-7))]
+
+  def updates(flat: bool):
+    tx = adam(tiny_config(flatten_optimizer=flat), 1e-3)
+    state, out = tx.init(params), []
+    for g in grads:
+      u, state = jax.jit(tx.update)(g, state, params)
+      out.append(u)
+    return out
+
+  for x, y in zip(jax.tree.leaves(updates(False)), jax.tree.leaves(updates(True))):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-12)
+  _, state, m = run_steps(tiny_config(model="mlp_gan", lr_d=1e-3, ema_decay=0.9,
+                                      flatten_optimizer=True), 3)
+  assert [jnp.size(x) for x in jax.tree.leaves(state.d_opt) if jnp.ndim(x) > 0] == [
+      sum(jnp.size(x) for x in jax.tree.leaves(state.d_params))] * 2
+  assert all(np.isfinite(v).all() for v in m.values()), m
