@@ -40,6 +40,22 @@ def test_digits_is_mnist_shaped_and_split():
   assert not any(im.tobytes() in flat for im in test.images)
 
 
+def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
+  """The bundled file read directly gives `sklearn.datasets.load_digits()`'s arrays; where the
+  file is not found, scikit-learn's loader is used and the split is the same."""
+  from genjax.data import digits  # pylint: disable=import-outside-toplevel
+  from sklearn import datasets  # pylint: disable=import-outside-toplevel
+
+  bunch = datasets.load_digits()
+  images, labels = digits._digits_8x8()  # pylint: disable=protected-access
+  np.testing.assert_array_equal(images, bunch.images)
+  np.testing.assert_array_equal(labels, bunch.target)
+  direct = digits.load_digits("test")
+  monkeypatch.setattr(digits, "_bundled_csv", lambda: None)
+  for a, b in zip(direct, digits.load_digits("test")):
+    np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_files_round_trip(tmp_path, gz):
   images, labels = _write_idx_dataset(tmp_path, gz=gz)

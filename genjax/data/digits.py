@@ -6,6 +6,9 @@ fixed seeded 80/20 split stands in: 1438 train and 359 test images.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -21,13 +24,35 @@ def _to_mnist_layout(image8: np.ndarray) -> np.ndarray:
   return out
 
 
+def _bundled_csv() -> str | None:
+  """scikit-learn's digits.csv.gz, found without importing scikit-learn (a 3 s import that
+  every short run on digits would pay); None where that file is not there."""
+  spec = importlib.util.find_spec("sklearn")
+  for root in (spec.submodule_search_locations or []) if spec else []:
+    path = os.path.join(root, "datasets", "data", "digits.csv.gz")
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
+  """(images float [1797, 8, 8] in 0..16, labels [1797]): `sklearn.datasets.load_digits()`'s
+  arrays, read from its bundled file the way it reads them (rows: 64 pixels, then the label)."""
+  path = _bundled_csv()
+  if path is None:
+    from sklearn import datasets  # pylint: disable=import-outside-toplevel
+
+    bunch = datasets.load_digits()
+    return bunch.images, bunch.target
+  rows = np.loadtxt(path, delimiter=",")
+  return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(int)
+
+
 def load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
   """Returns (images uint8 [N,28,28,1], labels int32 [N]) for 'train' or 'test'."""
-  from sklearn import datasets  # Imported lazily: only this dataset needs it.
-
-  bunch = datasets.load_digits()
-  images = np.stack([_to_mnist_layout(x) for x in bunch.images])[..., None]
-  labels = bunch.target.astype(np.int32)
+  images8, targets = _digits_8x8()
+  images = np.stack([_to_mnist_layout(x) for x in images8])[..., None]
+  labels = targets.astype(np.int32)
   order = np.random.RandomState(_SPLIT_SEED).permutation(len(labels))
   n_test = int(round(len(labels) * _TEST_FRACTION))
   index = {"test": order[:n_test], "train": order[n_test:]}[split]
