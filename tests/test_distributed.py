@@ -36,7 +36,8 @@ WORKER = textwrap.dedent("""
                                   "process_id": pid,
                                   "coordinator_address": f"127.0.0.1:{port}"})
     assert distributed.initialize(c) == bool(port)
-    assert jax.device_count() == 8 and jax.process_count() == nproc
+    assert jax.device_count() == 8 and jax.local_device_count() == ndev
+    assert jax.process_count() == nproc
 
     # One step on a fixed global batch; each process contributes only its rows.
     rng = np.random.RandomState(0)
