@@ -110,9 +110,9 @@ def test_d_joint_batch_trains_with_dropout_and_refuses_batch_statistics():
 def test_flatten_optimizer_is_the_per_leaf_adam_on_one_vector():
   """`flatten_optimizer` runs each network's Adam on one raveled vector: given the same
   gradients, three steps make the per-leaf Adam's updates; in the GAN step its moments are one
-  flat vector per network. (Whole training runs are not compared: where a gradient element is
-  a sum that nearly cancels, the two programs' summation orders differ in its last bits, and
-  Adam, dividing by the gradient's scale, turns that into a difference up to the step size.)"""
+  flat vector per network. (Whole training runs are not compared: the two programs compile
+  differently, so a gradient element that is a nearly cancelling sum can differ in its last
+  bits, and Adam, dividing by the gradient's scale, turns that into up to a step size.)"""
   from genjax.train.task import adam  # pylint: disable=import-outside-toplevel
 
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
