@@ -2,12 +2,9 @@
 fake CPU devices set before jax is imported."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from tests.conftest import xla_flags
+from tests.conftest import run_python
 
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
@@ -38,8 +35,5 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_stabilised_conditional_step_runs_per_device_with_psum_and_pmean():
-  env = {**os.environ, "XLA_FLAGS": xla_flags(2),
-         "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
-  out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                       text=True, timeout=900, check=False)
+  out = run_python(SCRIPT, devices=2, timeout=900, check=False)
   assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
