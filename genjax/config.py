@@ -17,8 +17,10 @@ FAMILIES = ("gan", "vae", "pixelcnn")
 PARALLEL_MODES = ("jit", "shard_map")
 NAN_POLICIES = ("stop", "rollback", "off")
 VAE_HALVES = ("", "encoder", "decoder")  # config.frozen
-# JAX's counter-based PRNGs a run may draw its keys from (`jax_default_prng_impl`).
+# JAX's counter-based PRNGs a run may draw its keys from (`jax_default_prng_impl`); the
+# Philox ones came with jax 0.10.2 (`available_prng_impls`).
 PRNG_IMPLS = ("threefry2x32", "philox2x32", "philox4x32")
+PHILOX_JAX = (0, 10, 2)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -140,6 +142,11 @@ def nan_guard(config: ml_collections.ConfigDict) -> str | None:
   return None if config.nan_policy == "off" else config.nan_check
 
 
+def available_prng_impls() -> tuple[str, ...]:
+  """The PRNG_IMPLS the installed JAX has: threefry always, Philox from jax 0.10.2 on."""
+  return PRNG_IMPLS if jax.__version_info__ >= PHILOX_JAX else PRNG_IMPLS[:1]
+
+
 def use_prng_impl(config: ml_collections.ConfigDict) -> None:
   """Makes `config.prng_impl` JAX's default PRNG, process-wide, so every raw key
   (`jax.random.PRNGKey`) the run makes or restores has that implementation's shape. Called
@@ -206,6 +213,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.dataset={config.dataset!r}; known datasets: {data.DATASETS}.")
   if config.prng_impl not in PRNG_IMPLS:
     raise ValueError(f"config.prng_impl={config.prng_impl!r}; use one of {PRNG_IMPLS}.")
+  if config.prng_impl not in available_prng_impls():
+    raise ValueError(f"config.prng_impl={config.prng_impl!r} needs jax >= "
+                     f"{'.'.join(map(str, PHILOX_JAX))}; this is jax {jax.__version__}. Use "
+                     f"one of {available_prng_impls()} or upgrade jax.")
   if config.parallel not in PARALLEL_MODES:
     raise ValueError(f"config.parallel={config.parallel!r}; use one of {PARALLEL_MODES}.")
   models.compute_dtype(config.compute_dtype)

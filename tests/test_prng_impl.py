@@ -18,6 +18,11 @@ def restore_default_prng():
   jax.config.update("jax_default_prng_impl", old)
 
 
+needs_philox = pytest.mark.skipif(
+    "philox2x32" not in config_lib.available_prng_impls(),
+    reason=f"JAX's Philox PRNGs need jax >= 0.10.2; this is jax {jax.__version__}")
+
+
 def train(workdir, epochs, prng_impl):
   return loop.train(fi.make_config(0, epochs=epochs, prng_impl=prng_impl), str(workdir),
                     quiet=True, dataset=fi.subset_dataset())
@@ -29,6 +34,16 @@ def test_unknown_prng_is_a_clear_error():
     config_lib.validate(config)
 
 
+def test_a_prng_this_jax_lacks_names_the_jax_it_needs(monkeypatch):
+  monkeypatch.setattr(jax, "__version_info__", (0, 10, 1))
+  assert config_lib.available_prng_impls() == ("threefry2x32",)
+  config = config_lib.override(config_lib.base_config(), {"prng_impl": "philox4x32"})
+  with pytest.raises(ValueError, match=r"config.prng_impl='philox4x32' needs jax >= 0.10.2; "
+                                       r"this is jax .*Use one of \('threefry2x32',\)"):
+    config_lib.validate(config)
+
+
+@needs_philox
 def test_philox_run_resumes_exactly(tmp_path):
   straight = train(tmp_path / "straight", 2, "philox2x32")
   assert straight.key.shape == (1,)  # Philox 2x32's key, not threefry's (2,).
@@ -42,6 +57,7 @@ def test_philox_run_resumes_exactly(tmp_path):
                             np.asarray(straight.g_params["params"]["Dense_0"]["kernel"]))
 
 
+@needs_philox
 def test_checkpoint_of_another_prng_is_named(tmp_path):
   train(tmp_path / "run", 1, "threefry2x32")
   with pytest.raises(ck.CheckpointMismatchError, match="key"):
