@@ -49,27 +49,30 @@ class CheckpointMismatchError(CheckpointError):
 
 
 class Checkpointer:
-  """Save every k epochs, keep the last n (and optionally the best by a metric).
+  """Save every k epochs, keep the last n and, with `best_metric`, also the best one by it.
 
   `problems` lists (path, reason) for every partial or damaged step directory found, in the
   order found; each was also logged as a warning and moved to `quarantine_dir` -- by the
-  one process with `moves_bad_steps` (process 0 of a multi-process run; the others only skip
-  it, so no two processes move the same directory).
+  one process with `moves_bad_steps` (process 0 of the training run; its other processes and
+  readers, e.g. an evaluation beside a running training, only skip it, so no two processes
+  move the same directory and no save in progress is moved from under its writer).
   """
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, best_metric: str = "",
                best_mode: str = "min", async_save: bool = False,
                moves_bad_steps: bool = True):
+    if max_to_keep < 1:
+      raise ValueError(f"max_to_keep must be >= 1 (the latest checkpoint is always kept), got "
+                       f"{max_to_keep}.")
     self.directory = os.path.abspath(directory)
     self.moves_bad_steps = moves_bad_steps
+    self.best_metric = best_metric
     self.quarantine_dir = self.directory.rstrip("/") + "_quarantine"
     self.problems: list[tuple[str, str]] = []
     for path, reason in find_incomplete(self.directory):
       self._quarantine(path, reason)
-    best_fn = (lambda metrics: float(metrics[best_metric])) if best_metric else None
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, best_fn=best_fn, best_mode=best_mode,
-        keep_checkpoints_without_metrics=False if best_metric else True,
+        preservation_policy=preservation_policy(max_to_keep, best_metric, best_mode),
         enable_async_checkpointing=async_save, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=_ITEMS)
@@ -82,12 +85,25 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, *, meta: dict | None = None,
            metrics: dict | None = None) -> None:
-    """Saves `state` at `step` (async if so configured); `meta` must be JSON-able."""
+    """Saves `state` at `step` (async if so configured); `meta` must be JSON-able. Steps
+    must increase: a step at or below the latest one is an error, not a silent skip."""
+    self.check_best_metric(metrics or {})
+    latest = self._manager.latest_step()
     meta = {**(meta or {}), INTEGRITY_KEY: integrity_record(state)}
-    self._manager.save(
+    saved = self._manager.save(
         int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                            meta=ocp.args.JsonSave(meta)),
         metrics={k: float(v) for k, v in (metrics or {}).items()} or None)
+    if not saved:
+      raise CheckpointError(f"Orbax did not save step {step} in {self.directory}; the latest "
+                            f"step there is {latest} (steps must increase).")
+
+  def check_best_metric(self, metrics: dict) -> None:
+    """The metric that picks the best checkpoint must be one the run reports."""
+    if self.best_metric and self.best_metric not in metrics:
+      raise ValueError(f"The best checkpoint is kept by {self.best_metric!r} "
+                       f"(config.keep_best_metric), which is not one of this run's metrics "
+                       f"{sorted(metrics)}.")
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores (state, meta) into `abstract_state`'s structure, a pytree of
@@ -151,9 +167,10 @@ class Checkpointer:
   def _quarantine(self, path: str, reason: str) -> None:
     """Moves a bad step directory aside (never deletes it) and reports it by name."""
     self.problems.append((path, reason))
-    if not self.moves_bad_steps:
-      logging.warning("genjax checkpoint: %s is partial or damaged (%s); skipped (process 0 "
-                      "moves it to %s).", path, reason, self.quarantine_dir)
+    if not self.moves_bad_steps:  # A reader, or a process other than the run's process 0.
+      logging.warning("genjax checkpoint: %s is partial or damaged (%s); skipped and left in "
+                      "place (only the training run's process 0 moves it to %s).", path,
+                      reason, self.quarantine_dir)
       return
     os.makedirs(self.quarantine_dir, exist_ok=True)
     target = os.path.join(self.quarantine_dir, os.path.basename(path))
@@ -176,6 +193,17 @@ class Checkpointer:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def preservation_policy(max_to_keep: int, best_metric: str = "", best_mode: str = "min"):
+  """Keep the latest `max_to_keep` steps and, with `best_metric`, also the best step by it."""
+  latest = ocp.checkpoint_managers.LatestN(n=max_to_keep)
+  if not best_metric:
+    return latest
+  best = ocp.checkpoint_managers.BestN(
+      get_metric_fn=lambda metrics: float(metrics[best_metric]), reverse=best_mode == "min",
+      n=1, keep_checkpoints_without_metrics=False)
+  return ocp.checkpoint_managers.AnyPreservationPolicy([latest, best])
 
 
 def find_incomplete(directory: str) -> list[tuple[str, str]]:

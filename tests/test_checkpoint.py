@@ -40,7 +40,40 @@ def test_keep_best_by_metric(tmp_path):
     for step, fid in ((1, 5.0), (2, 1.0), (3, 7.0), (4, 6.0)):
       ckpt.save(step, _state(step), metrics={"fid": fid})
     ckpt.wait()
-    assert 2 in ckpt.all_steps()  # The best survives although it is not among the last.
+    assert ckpt.all_steps() == [2, 3, 4]  # The best survives beside the last two.
+
+
+@pytest.mark.parametrize("mode,best", [("min", 1), ("max", 5)])
+def test_keep_best_never_drops_the_latest(tmp_path, mode, best):
+  """A metric that only worsens (or only improves) must not cost the run its last steps."""
+  with Checkpointer(str(tmp_path), max_to_keep=2, best_metric="g_loss", best_mode=mode) as c:
+    for epoch in range(1, 6):
+      c.save(10 * epoch, _state(epoch), meta={"epoch": epoch}, metrics={"g_loss": epoch})
+    c.wait()
+    assert c.all_steps() == sorted({10 * best, 40, 50})
+    _, meta = c.restore(abstract_like(_state(0)))
+  assert meta["epoch"] == 5
+
+
+def test_a_misspelt_best_metric_is_named_at_the_first_save(tmp_path):
+  with Checkpointer(str(tmp_path), best_metric="gloss") as ckpt:
+    with pytest.raises(ValueError, match=r"'gloss' \(config.keep_best_metric\).*'g_loss'"):
+      ckpt.save(1, _state(1), metrics={"g_loss": 1.0, "d_loss": 1.0})
+    assert ckpt.all_steps() == []
+
+
+def test_a_step_that_does_not_increase_is_an_error_not_a_skip(tmp_path):
+  with Checkpointer(str(tmp_path)) as ckpt:
+    ckpt.save(100, _state(1), meta={"epoch": 10})
+    with pytest.raises(CheckpointError, match=r"did not save step 55.*latest step there is 100"):
+      ckpt.save(55, _state(2), meta={"epoch": 11})
+    ckpt.wait()
+    assert ckpt.all_steps() == [100]
+
+
+def test_keeping_no_checkpoint_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="max_to_keep must be >= 1"):
+    Checkpointer(str(tmp_path), max_to_keep=0)
 
 
 def test_restoring_into_another_architecture_is_a_clear_error(tmp_path):

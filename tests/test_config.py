@@ -24,6 +24,7 @@ def test_unknown_key_and_wrong_type_name_the_key():
     ("parallel", "pmap", "config.parallel='pmap'"),
     ("compute_dtype", "float16", "Unknown compute dtype 'float16'"),
     ("batch_size", 0, "config.batch_size must be >= 1"),
+    ("keep_checkpoints", 0, "config.keep_checkpoints must be >= 1"),
 ])
 def test_validate_names_bad_values(key, value, message):
   c = config_lib.base_config()

@@ -146,3 +146,12 @@ def test_a_run_checkpointed_without_an_average_resumes_with_one(tmp_path):
     train(other, workdir, quiet=True)
   saved = config_lib.load_workdir_config(workdir)  # The refused config did not replace it.
   assert (saved.latent_dim, saved.ema_decay) == (base.latent_dim, 0.9)
+  # A finished run given the flag trains no epoch and saves nothing; its config now asks for
+  # the average, and the scripts' loader starts one at the checkpoint's parameters too.
+  finished = str(tmp_path / "straight")
+  train(config_lib.override(base, {"ema_decay": 0.9}), finished, quiet=True)
+  from genjax.train.loop import load_trained  # pylint: disable=import-outside-toplevel
+  loaded = load_trained(finished)[2]
+  assert config_lib.load_workdir_config(finished).ema_decay == 0.9
+  assert int(loaded.opt[1].count) == 0 and all(jax.tree.leaves(jax.tree.map(
+      np.array_equal, jax.device_get(loaded.opt[1].average), jax.device_get(straight.params))))

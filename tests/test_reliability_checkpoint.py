@@ -83,6 +83,18 @@ def test_unfinished_save_is_quarantined_on_open(tmp_path):
     assert meta["epoch"] == 3
 
 
+def test_a_reader_leaves_a_save_in_progress_alone(tmp_path):
+  """Evaluation beside a running training opens the same directory: the writer's temporary
+  step is skipped, not moved from under it."""
+  d = make(tmp_path)
+  tmp = os.path.join(d, "4.orbax-checkpoint-tmp-123")
+  os.makedirs(os.path.join(tmp, "state"))
+  with ck.Checkpointer(d, moves_bad_steps=False) as c:
+    _, meta = c.restore(ck.abstract_like(state(0)))
+    assert meta["epoch"] == 3 and "unfinished save" in c.problems[0][1]
+  assert os.path.isdir(tmp) and not os.path.exists(d + "_quarantine")
+
+
 def test_every_step_damaged_is_one_clear_error(tmp_path):
   d = make(tmp_path, steps=(1, 2))
   for s in ("1", "2"):

@@ -109,3 +109,18 @@ def test_checkpoint_of_another_architecture_is_named(clean_run, tmp_path):
   with pytest.raises(ck.CheckpointMismatchError, match="g_params"):
     loop.train(fi.make_config(0, latent_dim=64, epochs=EPOCHS + 1), wd, quiet=True,
                dataset=fi.subset_dataset())
+
+
+def test_resuming_with_another_batch_size_is_refused_and_changes_nothing(clean_run, tmp_path):
+  """Steps are numbered epoch x steps per epoch: a renumbered resume would save nothing."""
+  wd = str(tmp_path / "run")
+  shutil.copytree(clean_run, wd)
+  before = {name: open(os.path.join(wd, name)).read() for name in ("config.json",
+                                                                    "metrics.jsonl")}
+  steps = sorted(os.listdir(os.path.join(wd, "checkpoints")))
+  with pytest.raises(ValueError, match=r"made with 4 steps per epoch; this config gives 2 "
+                                       r"\(another batch_size"):
+    loop.train(fi.make_config(0, epochs=EPOCHS + 1, batch_size=128), wd, quiet=True,
+               dataset=fi.subset_dataset())
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == steps
+  assert before == {name: open(os.path.join(wd, name)).read() for name in before}

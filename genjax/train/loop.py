@@ -60,12 +60,14 @@ def build(config: ml_collections.ConfigDict, example_images: np.ndarray) -> Setu
   return Setup(config, task, mesh, init, abstract)
 
 
-def checkpointer_for(workdir: str, config) -> Checkpointer:
+def checkpointer_for(workdir: str, config, *, reader: bool = False) -> Checkpointer:
+  """The run's checkpoints. A `reader` (evaluation, sampling, a warm start) never moves a
+  step directory aside: a training run may be writing it."""
   return Checkpointer(os.path.join(workdir, "checkpoints"),
                       max_to_keep=config.keep_checkpoints,
                       best_metric=config.keep_best_metric, best_mode=config.keep_best_mode,
                       async_save=config.async_checkpoint,
-                      moves_bad_steps=distributed.is_writer())
+                      moves_bad_steps=distributed.is_writer() and not reader)
 
 
 def load_train_split(config) -> data_lib.Dataset:
@@ -139,21 +141,42 @@ def validate_dataset(dataset: data_lib.Dataset, batch_size: int) -> None:
     raise ValueError(f"{what}: every pixel is {images.min()}; the images are blank.")
 
 
-def _restore_or_init(setup: Setup, ckpt: Checkpointer) -> tuple[Any, int]:
+def _restore_latest(setup: Setup, ckpt: Checkpointer) -> tuple[Any, dict]:
+  """(state, meta) of the latest good checkpoint. One made without the parameters' average
+  that this config keeps (`--config.ema_decay` added later) comes back with the average
+  started at its parameters."""
+  try:
+    return ckpt.restore(setup.abstract_state)
+  except CheckpointMismatchError:
+    if not ema_lib.has_average(setup.abstract_state):
+      raise
+  state, meta = ckpt.restore(ema_lib.without_average(setup.abstract_state))
+  state = parallel.put_replicated(ema_lib.start_average(state, setup.abstract_state),
+                                  setup.mesh)
+  logging.info("genjax: the checkpoint has no moving average of the parameters; starting one "
+               "at step %d.", int(jax.device_get(state.step)))
+  return state, meta
+
+
+def check_resumable(meta: dict, steps_per_epoch: int, directory: str) -> None:
+  """A resumed run must keep its steps per epoch (batch size, training split): checkpoints
+  and metrics are numbered epoch x steps per epoch, and a renumbered run would overwrite
+  nothing and lose its new checkpoints."""
+  saved = meta.get("steps_per_epoch")
+  if saved is not None and int(saved) != steps_per_epoch:
+    raise ValueError(
+        f"The checkpoint of epoch {meta.get('epoch')} in {directory} was made with {saved} "
+        f"steps per epoch; this config gives {steps_per_epoch} (another batch_size or "
+        "training split). Resume with the run's own settings, or start a new work directory "
+        "from its parameters with --config.init_from.")
+
+
+def _restore_or_init(setup: Setup, ckpt: Checkpointer,
+                     steps_per_epoch: int) -> tuple[Any, int]:
   """(state, epoch) from the latest good checkpoint, else a fresh state at epoch 0."""
   if ckpt.latest_step() is not None:
-    try:
-      state, meta = ckpt.restore(setup.abstract_state)
-    except CheckpointMismatchError:
-      if not ema_lib.has_average(setup.abstract_state):
-        raise
-      # Checkpointed without the parameters' average that this config keeps: resume the run
-      # as it was and start the average at its current parameters.
-      state, meta = ckpt.restore(ema_lib.without_average(setup.abstract_state))
-      state = parallel.put_replicated(ema_lib.start_average(state, setup.abstract_state),
-                                      setup.mesh)
-      logging.info("genjax: the checkpoint has no moving average of the parameters; "
-                   "starting one at step %d.", int(jax.device_get(state.step)))
+    state, meta = _restore_latest(setup, ckpt)
+    check_resumable(meta, steps_per_epoch, ckpt.directory)
     return state, int(meta["epoch"])
   fresh = setup.init(jax.random.PRNGKey(setup.config.seed))
   if setup.config.init_from:
@@ -250,7 +273,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   writer = MultiWriter(writers)
   bar = None
   try:
-    state, epoch = _restore_or_init(setup, ckpt)
+    state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
     if writes:  # Only now: a config its checkpoints do not fit must not replace the saved one.
       _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
       _drop_records_after(metrics_path, epoch)
@@ -275,13 +298,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           logging.warning("genjax: %s Rolling back (%d/%d).", failure, rollbacks,
                           config.nan_max_rollbacks)
           ckpt.wait()
-          state, epoch = _restore_or_init(setup, ckpt)
+          state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
           if writes:
             _drop_records_after(metrics_path, epoch)
           epoch_fn = _make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
           continue
         epoch += 1
         scalars = {k: float(np.mean(v)) for k, v in metrics.items()}
+        ckpt.check_best_metric(scalars)  # A misspelt name fails after epoch 1, not at a save.
         step = epoch * steps_per_epoch
         writer.write(step, {"epoch": epoch, **scalars})
         if bar is not None:
@@ -321,9 +345,9 @@ def load_trained(workdir: str) -> tuple[ml_collections.ConfigDict, Setup, Any]:
   config = config_lib.load_workdir_config(workdir)
   example = np.zeros((1,) + data_lib.IMAGE_SHAPE, np.uint8)
   setup = build(config, example)
-  ckpt = checkpointer_for(workdir, config)
+  ckpt = checkpointer_for(workdir, config, reader=True)
   try:
-    state, _ = ckpt.restore(setup.abstract_state)
+    state, _ = _restore_latest(setup, ckpt)
   finally:
     ckpt.close()
   return config, setup, state
