@@ -7,8 +7,9 @@
 
 The mode follows the run: when its config has exclude_label = c >= 0 the test split of its
 dataset is split into class c (anomalous) and the rest (normal); otherwise the test split is
-normal and --ood's test split anomalous. VAEs use the IW bound with --iw_samples; PixelCNN
-is exact. Test images are binarised once with a fixed key.
+normal and --ood's test split anomalous. VAEs use the IW bound with --iw_samples under the
+prior the run trained against (config.latent_prior, else N(0, I)); PixelCNN is exact. Test
+images are binarised once with a fixed key.
 """
 import jax
 import numpy as np
@@ -32,7 +33,7 @@ flags.mark_flags_as_required(["workdir"])
 def anomaly_auroc(workdir: str, *, ood: str = "fashion_mnist", iw_samples: int = 100,
                   num_test: int = 0, seed: int = 0) -> dict:
   config, _, state = load_trained(workdir)
-  fn = lik.get_log_likelihood_fn(config, iw_samples=iw_samples)
+  fn, prior_name = lik.trained_log_likelihood_fn(config, state, iw_samples=iw_samples)
   load = lambda name: data_lib.load(name, "test", data_dir=config.data_dir or None,
                                     source=config.data_source)
   key = jax.random.PRNGKey(seed)
@@ -51,6 +52,7 @@ def anomaly_auroc(workdir: str, *, ood: str = "fashion_mnist", iw_samples: int =
   s_normal, s_anomalous = score(normal, 0), score(anomalous, 1)
   return {"workdir": workdir, "model": config.model, "task": what,
           "iw_samples": iw_samples if config.family == "vae" else None,
+          "latent_prior": prior_name,
           "num_normal": int(len(normal)), "num_anomalous": int(len(anomalous)),
           "mean_nll_normal": float(s_normal.mean()),
           "mean_nll_anomalous": float(s_anomalous.mean()),

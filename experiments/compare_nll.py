@@ -6,10 +6,12 @@
   # an evaluation run in parts: give all its parts on its side
   python experiments/compare_nll.py --a=a0.json,a1.json --b=b0.json,b1.json --out=ab.json
 
-Both evaluations must binarise the test set alike (same --seed and --batch_size of nll.py);
-for two VAEs evaluated with the same k and chunk the z draws are shared too. The mean
-difference over the images both scored (NLL_A - NLL_B; negative: A is better) has a much
-smaller standard error than either mean alone, because image-to-image spread cancels.
+Both evaluations must binarise the test set alike: same --seed and --batch_size of nll.py,
+and one model family (a VAE and a PixelCNN draw the binary images from the key differently:
+compare those two by their nll_nats and sem_nats, unpaired). For two VAEs evaluated with the
+same k and chunk the z draws are shared too. The mean difference over the images both scored
+(NLL_A - NLL_B; negative: A is better) has a much smaller standard error than either mean
+alone, because image-to-image spread cancels.
 Prints, and writes to --out if given: the number of images, each side's mean NLL over them,
 the mean difference, its standard error and the share of images whose NLL A lowers.
 """

@@ -13,7 +13,9 @@
 
 The test split is binarised once with a fixed key (dynamic binarisation, seed --seed). Prints
 the NLL in nats per image and in bits/dim, and writes them as JSON to --out if given. For a
-VAE the number is an upper bound on the true NLL (-L_k); for a PixelCNN it is exact.
+VAE the number is an upper bound on the true NLL (-L_k); for a PixelCNN it is exact. A VAE
+with a continuous decoder (config.likelihood='gaussian') is refused: its density of [0, 1]
+intensities is no likelihood of the 8-bit data.
 `--start` (a multiple of --batch_size) evaluates test images from there with the
 binarisation and z draws a whole-split evaluation gives them, so parts written with
 `--per_image` merge (`--merge`) into the number one long run would give.
@@ -30,7 +32,6 @@ from genjax.config import override, validate
 from genjax.eval import likelihood as lik
 from genjax.train import ema as ema_lib
 from genjax.train.loop import load_trained
-from genjax.train.vae import model_prior
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained 'vae' or 'pixelcnn' work dir.")
 _IW = flags.DEFINE_integer("iw_samples", 0, "k of the IW bound (0: config.iw_samples).")
@@ -59,12 +60,13 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
     raise ValueError(f"--start={start} must be a non-negative multiple of --batch_size="
                      f"{batch_size}, so that its batches get the keys of a whole-split run.")
   config, _, state = load_trained(workdir)
+  lik.check_discrete_likelihood(config)
   state = ema_lib.choose(state, ema)
   k = iw_samples or config.iw_samples
   config = override(config, {"iw_samples": k, "iw_chunk": iw_chunk or config.iw_chunk})
   validate(config)  # e.g. a chunk that does not divide k, named
-  prior, prior_name = model_prior(latent_prior, config, state)
-  fn = lik.get_log_likelihood_fn(config, iw_samples=k, prior=prior)
+  fn, prior_name = lik.trained_log_likelihood_fn(config, state, iw_samples=k,
+                                                 latent_prior=latent_prior)
   test = data_lib.load(config.dataset, "test", data_dir=config.data_dir or None,
                        source=config.data_source)
   images = test.images[start:start + num_test] if num_test else test.images[start:]
@@ -75,7 +77,8 @@ def test_nll(workdir: str, *, iw_samples: int = 0, num_test: int = 0, batch_size
                             first_batch=start // batch_size)
   num_dims = int(np.prod(images.shape[1:]))
   result = {"workdir": workdir, "step": int(jax.device_get(state.step)),  # the checkpoint's
-            "model": config.model, "dataset": config.dataset, "start": start,
+            "model": config.model, "family": config.family, "dataset": config.dataset,
+            "start": start,
             "num_test": int(len(images)), "iw_samples": k if config.family == "vae" else None,
             "iw_chunk": config.iw_chunk if config.family == "vae" else None,
             "seed": seed, "batch_size": batch_size, "num_dims": num_dims,

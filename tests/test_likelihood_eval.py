@@ -142,6 +142,29 @@ def test_paired_difference_pairs_the_images_both_scored_and_refuses_what_does_no
     lik.paired_difference([_part(0, [-1.0]), _part(1, [-1.0], step=7)], b)
 
 
+def test_paired_difference_refuses_two_model_families():
+  # A VAE binarises image i with split(key)[0], a PixelCNN with the key: different images.
+  vae, pixelcnn = _part(0, [-1.0, -2.0], family="vae"), _part(0, [-3.0], family="pixelcnn")
+  with pytest.raises(ValueError, match=r"'vae' evaluation and B a 'pixelcnn'.*unpaired"):
+    lik.paired_difference([vae], [pixelcnn])
+  assert lik.paired_difference([vae], [_part(0, [-3.0], family="vae")])["num_images"] == 1
+  # Files written before 'family' was recorded are checked by their 'model'.
+  old_vae, old_gated = _part(0, [-1.0], model="vae_conv"), _part(0, [-2.0], model="gated_pixelcnn")
+  with pytest.raises(ValueError, match=r"'vae' evaluation and B a 'pixelcnn'"):
+    lik.paired_difference([old_vae], [old_gated])
+  with pytest.raises(ValueError, match=r"'pixelcnn' evaluation and B a 'vae'"):
+    lik.paired_difference([old_gated], [vae])
+  assert lik.paired_difference([old_vae], [_part(0, [-2.0], model="vae_mlp")])["num_images"] == 1
+
+
+def test_merge_parts_carries_the_family_and_merges_old_parts_with_new():
+  merged = lik.merge_parts([_part(0, [-1.0], model="vae_conv"), _part(2, [-1.0], family="vae")])
+  assert merged["family"] == "vae"
+  assert "family" not in lik.merge_parts([_part(0, [-1.0]), _part(2, [-1.0])])
+  with pytest.raises(ValueError, match=r"differ in \['family'\]"):
+    lik.merge_parts([_part(0, [-1.0], family="vae"), _part(2, [-1.0], model="pixelcnn")])
+
+
 def test_compare_nll_reproduces_a_paired_figure_of_results_md():
   # RESULTS.md, "A fourth round in turns": four rounds - three, whole test set, IW k = 5000,
   # each evaluation in ten committed parts of 1000: -0.119 +- 0.009 (55 % of images lower).

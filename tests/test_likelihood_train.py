@@ -10,6 +10,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax import data
+from genjax.eval import likelihood as lik
 from genjax.train.task import get_task
 from tests.conftest import run_python
 
@@ -199,6 +200,38 @@ def test_bad_likelihood_config_raises():
     config_lib.validate(_config("vae_mlp", exclude_label=10))
 
 
+def test_model_families_follow_the_model_registries():
+  from genjax.models import pixelcnn  # pylint: disable=import-outside-toplevel
+
+  assert lik.MODEL_FAMILIES == {model: family for model, (family, _, _) in TINY.items()}
+  assert {m for m, f in lik.MODEL_FAMILIES.items() if f == "pixelcnn"} == set(pixelcnn.MODELS)
+
+
+def test_nll_refuses_a_continuous_decoder():
+  with pytest.raises(ValueError, match="'gaussian' is a density.*not a likelihood of the 8-bit"):
+    lik.check_discrete_likelihood(_config("vae_mlp", likelihood="gaussian"))
+  lik.check_discrete_likelihood(_config("vae_mlp"))
+  lik.check_discrete_likelihood(_config("pixelcnn"))
+
+
+def test_trained_log_likelihood_fn_scores_under_the_prior_the_run_trained_against(
+    tmp_path, monkeypatch):
+  from genjax.models import latent_prior as prior_lib  # pylint: disable=import-outside-toplevel
+  from genjax.train import vae  # pylint: disable=import-outside-toplevel
+
+  path = str(tmp_path / "prior.npz")
+  prior_lib.save(path, prior_lib.GaussianMixture(jnp.zeros(1), jnp.full((1, 8), 2.0),
+                                                 jnp.eye(8)[None]))
+  seen = []
+  monkeypatch.setattr(vae, "make_log_likelihood", lambda config, k, prior: seen.append(prior))
+  _, name = lik.trained_log_likelihood_fn(_config("vae_mlp", latent_prior=path), None,
+                                          iw_samples=2)
+  np.testing.assert_allclose(seen[-1].means, 2.0)
+  assert "trained against" in name and path in name
+  _, name = lik.trained_log_likelihood_fn(_config("vae_mlp"), None, iw_samples=2)
+  assert seen[-1] is None and name == "standard normal"
+
+
 def test_exclude_label_drops_the_class():
   from genjax.train.loop import load_train_split  # pylint: disable=import-outside-toplevel
 
@@ -220,6 +253,7 @@ def test_smoke_config_trains_through_the_loop_and_nll_script(tmp_path):
               "--batch_size=25", "--iw_chunk=5", f"--out={out}"])
   result = json.loads(out.read_text())
   assert (result["num_test"], result["iw_samples"], result["iw_chunk"]) == (50, 10, 5)
+  assert (result["model"], result["family"]) == ("vae_mlp", "vae")
   assert result["step"] == int(state.step) > 0  # the evaluated checkpoint is the last one
   assert 0 < result["nll_nats"] < 784 * np.log(2)  # better than a coin per pixel
   assert result["bits_per_dim"] == pytest.approx(result["nll_nats"] / 784 / np.log(2))
@@ -251,6 +285,7 @@ print(json.dumps(dict(whole=whole, parts=parts, merged=merged, error=error)))
   np.testing.assert_allclose(parts[1]["log_likelihoods"], whole["log_likelihoods"][:25],
                              rtol=1e-6)
   assert (merged["start"], merged["num_test"], merged["contiguous"]) == (0, 50, True)
+  assert merged["family"] == "vae"
   assert merged["nll_nats"] == pytest.approx(whole["nll_nats"], rel=1e-6)
   assert merged["sem_nats"] == pytest.approx(whole["sem_nats"], rel=1e-4)
   assert "multiple of --batch_size=25" in out["error"]

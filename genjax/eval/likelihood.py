@@ -140,6 +140,27 @@ def get_log_likelihood_fn(config, *, iw_samples: int | None = None, prior=None) 
                    "'pixelcnn'.")
 
 
+def trained_log_likelihood_fn(config, state, *, iw_samples: int | None = None,
+                              latent_prior: str = "") -> tuple[Callable, str]:
+  """(`get_log_likelihood_fn`'s function, a description of p(z) for results) of a trained
+  run `state`: a VAE scores under the fitted prior file `latent_prior` if given, else under
+  the prior it trained against (config.latent_prior), else N(0, I)."""
+  from genjax.train.vae import model_prior  # pylint: disable=import-outside-toplevel
+
+  prior, prior_name = model_prior(latent_prior, config, state)
+  return get_log_likelihood_fn(config, iw_samples=iw_samples, prior=prior), prior_name
+
+
+def check_discrete_likelihood(config) -> None:
+  """A test NLL is a likelihood of the 8-bit data only for a discrete model: one error for a
+  VAE with a continuous decoder (config.likelihood other than 'bernoulli')."""
+  if config.family == "vae" and config.likelihood != "bernoulli":
+    raise ValueError(f"config.likelihood={config.likelihood!r} is a density of continuous [0, 1] "
+                     "intensities without dequantisation, not a likelihood of the 8-bit data: "
+                     "its nats and bits/dim do not compare with the Bernoulli figures (they can "
+                     "be negative). Evaluate a config.likelihood='bernoulli' run.")
+
+
 def nll_summary(log_likelihoods, num_dims: int) -> dict:
   """Per-image log p(x) in nats -> {'nll_nats' (mean NLL), 'sem_nats' (its standard error
   over images), 'bits_per_dim'}."""
@@ -152,8 +173,17 @@ def nll_summary(log_likelihoods, num_dims: int) -> dict:
 _SHARED_KEYS = ("workdir", "step", "iw_samples", "iw_chunk", "seed", "batch_size", "num_dims",
                 "params", "latent_prior")
 # What fixes each test image's binarisation (and, for equal k and chunk, a VAE's z draws):
-# two evaluations pair image by image only where these agree.
+# two evaluations pair image by image only where these agree, and their families too.
 _PAIRING_KEYS = ("dataset", "seed", "batch_size", "num_dims")
+# Each likelihood model's family (genjax.models.vae.get_vae, genjax.models.pixelcnn.MODELS):
+# per-image files written before nll.py recorded 'family' name only the 'model'.
+MODEL_FAMILIES = {"vae_mlp": "vae", "vae_conv": "vae", "vae_gated": "vae",
+                  "pixelcnn": "pixelcnn", "gated_pixelcnn": "pixelcnn"}
+
+
+def model_family(result: dict) -> str | None:
+  """The model family of an nll.py result: its 'family', else that of its 'model', else None."""
+  return result.get("family") or MODEL_FAMILIES.get(result.get("model"))
 
 
 def _ordered_parts(parts: list[dict], who: str = "merge_parts") -> list[dict]:
@@ -161,12 +191,13 @@ def _ordered_parts(parts: list[dict], who: str = "merge_parts") -> list[dict]:
   if not parts:
     raise ValueError(f"{who}: no parts given.")
   # Files written before these keys existed scored the last parameters under N(0, I).
-  parts = [{"params": "last", "latent_prior": "standard normal", **part} for part in parts]
+  parts = [{"params": "last", "latent_prior": "standard normal", **part,
+            "family": model_family(part)} for part in parts]
   for part in parts:
     missing = [k for k in (*_SHARED_KEYS, "start", "log_likelihoods") if k not in part]
     if missing:
       raise ValueError(f"{who}: a part lacks {missing} (write parts with --per_image).")
-    differing = [k for k in _SHARED_KEYS if part[k] != parts[0][k]]
+    differing = [k for k in (*_SHARED_KEYS, "family") if part[k] != parts[0][k]]
     if differing:
       raise ValueError(f"{who}: parts differ in {differing}: "
                        f"{[(k, parts[0][k], part[k]) for k in differing]}.")
@@ -207,17 +238,30 @@ def merge_parts(parts: list[dict]) -> dict:
   Each part is a dict with 'start' (first test image), 'log_likelihoods' (per image) and the
   keys that must agree for the parts to be one evaluation: 'workdir', 'step', 'iw_samples',
   'iw_chunk', 'seed', 'batch_size', 'num_dims', 'params' (absent: 'last'), 'latent_prior'
-  (absent: 'standard normal'). Overlapping ranges or disagreeing keys raise one error naming
-  them. Returns {'start', 'num_test', 'nll_nats', 'sem_nats', 'bits_per_dim', 'contiguous'}
-  and the shared keys.
+  (absent: 'standard normal') and the model family ('family', else derived from 'model';
+  unchecked where neither names it). Overlapping ranges or disagreeing keys raise one error
+  naming them. Returns {'start', 'num_test', 'nll_nats', 'sem_nats', 'bits_per_dim',
+  'contiguous'}, the shared keys and 'family' where known.
   """
   ordered = _ordered_parts(parts)
   ranges = _ranges(ordered)
   _, ll = _indexed(ordered)
   contiguous = all(end == start for (_, end), (start, _) in zip(ranges, ranges[1:]))
-  return {**{k: ordered[0][k] for k in _SHARED_KEYS}, "start": ranges[0][0],
-          "num_test": int(len(ll)), "contiguous": contiguous,
+  family = ordered[0]["family"]
+  return {**{k: ordered[0][k] for k in _SHARED_KEYS}, **({"family": family} if family else {}),
+          "start": ranges[0][0], "num_test": int(len(ll)), "contiguous": contiguous,
           **nll_summary(ll, ordered[0]["num_dims"])}
+
+
+def check_same_family(family_a: str | None, family_b: str | None) -> None:
+  """Two evaluations pair only within a model family (unchecked where one is unknown): one
+  error naming the two families otherwise."""
+  if family_a and family_b and family_a != family_b:
+    raise ValueError(f"paired_difference: A is a {family_a!r} evaluation and B a {family_b!r} "
+                     "one; the families draw each test image's binarisation from the batch key "
+                     "differently (a VAE from split(key)[0], a PixelCNN from the key itself), so "
+                     "image i is a different binary image on each side. Compare their nll_nats "
+                     "and sem_nats unpaired.")
 
 
 def paired_difference(parts_a: list[dict], parts_b: list[dict]) -> dict:
@@ -225,15 +269,16 @@ def paired_difference(parts_a: list[dict], parts_b: list[dict]) -> dict:
 
   Each side is the per-image parts of one evaluation (as for `merge_parts`). The two must
   binarise the test set alike: same 'seed', 'batch_size', 'num_dims' and, where both name
-  it, 'dataset'; otherwise "image i" would be two different binary images. Returns
-  {'num_images', 'first_image', 'last_image' (of the shared test images), 'mean_nats'
-  (negative: A is better), 'sem_nats' (standard error of that mean over images),
-  'frac_lower' (share of images whose NLL is lower under A), 'nll_a', 'nll_b' (each side's
-  mean NLL over the shared images)}.
+  them, 'dataset' and model family ('family', or derived from 'model'); otherwise "image i"
+  would be two different binary images. Returns {'num_images', 'first_image', 'last_image'
+  (of the shared test images), 'mean_nats' (negative: A is better), 'sem_nats' (standard
+  error of that mean over images), 'frac_lower' (share of images whose NLL is lower under A),
+  'nll_a', 'nll_b' (each side's mean NLL over the shared images)}.
   """
   index_a, ll_a = indexed_log_likelihoods(parts_a, "paired_difference, side A")
   index_b, ll_b = indexed_log_likelihoods(parts_b, "paired_difference, side B")
   a, b = parts_a[0], parts_b[0]
+  check_same_family(model_family(a), model_family(b))
   differing = [k for k in _PAIRING_KEYS if k in a and k in b and a[k] != b[k]]
   if differing:
     raise ValueError(f"paired_difference: the two evaluations binarise the test set "
