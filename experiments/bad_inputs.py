@@ -40,13 +40,16 @@ def train_with(dataset=None, config=None, name="run"):
   loop.train(config or smoke(), os.path.join(TMP, name), quiet=True, dataset=dataset)
 
 
-def saved_gan(name: str, latent_dim: int, damage: bool = False) -> str:
+def saved_gan(name: str, latent_dim: int, damage: bool = False,
+              steps_per_epoch: int | None = None) -> str:
   """A work directory with one checkpoint of the smoke GAN's initial state."""
   config = smoke(latent_dim=latent_dim)
   setup = loop.build(config, np.zeros((1, 28, 28, 1), np.uint8))
   wd = os.path.join(TMP, name)
   with loop.checkpointer_for(wd, config) as c:
-    c.save(1, setup.init(jax.random.PRNGKey(0)), meta={"epoch": 1})
+    meta = {"epoch": 1} if steps_per_epoch is None else {"epoch": 1,
+                                                          "steps_per_epoch": steps_per_epoch}
+    c.save(1, setup.init(jax.random.PRNGKey(0)), meta=meta)
   if damage:
     os.remove(os.path.join(wd, "checkpoints", "1", "meta", "metadata"))
   return wd
@@ -58,6 +61,11 @@ def restore_into(wd: str, latent_dim: int):
     c.restore(setup.abstract_state)
 
 
+def save_keeping_best_by(metric: str):
+  with ck.Checkpointer(os.path.join(TMP, "best"), best_metric=metric) as c:
+    c.save(1, {"w": np.zeros(3)}, metrics={"d_loss": 1.0, "g_loss": 1.0})
+
+
 def base_with(**values):
   return ml_collections.ConfigDict({**config_lib.base_config().to_dict(), **values})
 
@@ -67,6 +75,7 @@ CASES = [
     ("config: wrong type (`epochs='3'`)", lambda: smoke(epochs="3")),
     ("config: wrong type in a hand-built dict", lambda: config_lib.validate(base_with(lr_g="x"))),
     ("config: `batch_size=0`", lambda: config_lib.validate(smoke(batch_size=0))),
+    ("config: `keep_checkpoints=0`", lambda: config_lib.validate(smoke(keep_checkpoints=0))),
     ("config: `nan_policy='retry'`", lambda: config_lib.validate(smoke(nan_policy="retry"))),
     ("config: unknown dataset", lambda: config_lib.validate(smoke(dataset="cifar10"))),
     ("config: more devices than present", lambda: loop.build(
@@ -88,6 +97,10 @@ CASES = [
         saved_gan("arch", 100), 64)),
     ("checkpoint: every step damaged", lambda: restore_into(
         saved_gan("damaged", 100, damage=True), 100)),
+    ("checkpoint: resumed with another batch size (64 -> 128)", lambda: train_with(
+        config=smoke(batch_size=128),
+        name=os.path.basename(saved_gan("resized", smoke().latent_dim, steps_per_epoch=22)))),
+    ("checkpoint: best kept by a metric the run lacks", lambda: save_keeping_best_by("gloss")),
     ("workdir: not a genjax work directory", lambda: loop.load_trained(TMP)),
 ]
 

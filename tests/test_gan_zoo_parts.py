@@ -94,6 +94,34 @@ def test_ada_augment_is_identity_at_p0_and_differentiable():
   assert np.all(np.isfinite(g)) and float(jnp.sum(jnp.abs(g))) > 0
 
 
+def test_ada_xflip_mirrors_with_probability_half_p():
+  # ADA's xflip: with probability p a fair coin picks the orientation, so p/2 net.
+  x = jnp.broadcast_to(jnp.array([0.0, 1.0])[None, None, :, None], (20000, 1, 2, 1))
+  for p in (0.3, 0.5, 1.0):
+    y = ada_lib.xflip(x, jax.random.PRNGKey(7), jnp.float32(p))
+    assert set(np.unique(y[:, 0, 0, 0])) <= {0.0, 1.0}     # Whole images, mirrored or not.
+    assert abs(float(jnp.mean(y[:, 0, 0, 0])) - p / 2) < 0.015, p
+
+
+def test_ada_augment_keeps_the_orientation_of_an_asymmetric_image_below_p1():
+  # A bar on the left. Were the flip applied with probability p (not p/2), at p = 0.5 an
+  # image and its mirror image would augment to the same distribution: the flip would leak.
+  x = (-jnp.ones((1, 28, 28, 1))).at[:, 4:24, 3:10].set(1.0)
+  xs = jnp.repeat(x, 4000, 0)
+  left_minus_right = lambda y: float(jnp.mean(y[:, :, :14]) - jnp.mean(y[:, :, 14:]))
+  a = ada_lib.augment(xs, jax.random.PRNGKey(1), jnp.float32(0.5))
+  b = ada_lib.augment(xs[:, :, ::-1], jax.random.PRNGKey(2), jnp.float32(0.5))
+  assert left_minus_right(a) > 0.25 and left_minus_right(b) < -0.25   # Raw: +-0.71.
+
+
+def test_ada_brightness_offset_has_adas_std_on_images_in_minus1_1():
+  # Constant images: flips, translation and contrast leave them so, and cutout only lowers
+  # pixels, so each image's maximum is 0 plus its brightness offset (all ops on at p = 1).
+  y = ada_lib.augment(jnp.zeros((20000, 4, 4, 1)), jax.random.PRNGKey(3), jnp.float32(1.0))
+  offsets = np.asarray(jnp.max(y, axis=(1, 2, 3)))
+  assert abs(float(np.std(offsets)) - 0.2) < 0.01 and abs(float(np.mean(offsets))) < 0.01
+
+
 def test_collapse_detector_fires_on_collapse_and_not_on_diversity():
   det = collapse.collapse_detector(patience=2)
   state = det.init()

@@ -135,3 +135,32 @@ def test_flatten_optimizer_is_the_per_leaf_adam_on_one_vector():
   assert [jnp.size(x) for x in jax.tree.leaves(state.d_opt) if jnp.ndim(x) > 0] == [
       sum(jnp.size(x) for x in jax.tree.leaves(state.d_params))] * 2
   assert all(np.isfinite(v).all() for v in m.values()), m
+
+
+@pytest.mark.parametrize("ada", [True, False])
+def test_r1_is_taken_at_the_real_images_before_augmentation(ada):
+  """StyleGAN2-ADA's R1: (gamma/2) E ||d/dx D(augment(x))||^2 at the un-augmented real x,
+  through the augmentation draw of D's real pass (the step's keys, re-derived here). At
+  p = 1 every op is on: contrast and cutout make it differ from the gradient at augment(x).
+  Without ADA it is the plain R1 at x."""
+  from genjax.models import get_gan  # pylint: disable=import-outside-toplevel
+  from genjax.train import ada as ada_lib, gan  # pylint: disable=import-outside-toplevel
+
+  c = tiny_config(r1_gamma=2.0, ada=ada, ada_p_init=1.0)
+  batch = jax.tree.map(lambda a: a[0], toy_batches(1))
+  task = get_task(c)
+  state = task.init(jax.random.PRNGKey(0), batch)
+  _, m = jax.jit(task.make_step(None))(state, batch)
+  key = jax.random.fold_in(state.key, state.step)
+  k_aug_d, _ = jax.random.split(jax.random.fold_in(key, gan.EXTRA_KEY_TAG))
+  augment = lambda x: ada_lib.augment(x, jax.random.split(k_aug_d, 3)[0], state.ada.p)
+  d = lambda x: jnp.sum(get_gan(c)[1].apply(state.d_params, x, train=True))  # No dropout.
+  per_image = lambda grads: np.sum(np.asarray(grads) ** 2, axis=(1, 2, 3))  # gamma / 2 = 1.
+  real = batch["image"]
+  if not ada:
+    np.testing.assert_allclose(float(m["r1"]), per_image(jax.grad(d)(real)).mean(), rtol=1e-6)
+    return
+  before = per_image(jax.grad(lambda x: d(augment(x)))(real))
+  np.testing.assert_allclose(float(m["r1"]), before.mean(), rtol=1e-5)
+  at_augmented = per_image(jax.grad(d)(augment(real)))
+  assert np.max(np.abs(before / at_augmented - 1)) > 0.2, (before, at_augmented)

@@ -2,6 +2,8 @@
 
 G: z[latent] (+ label embedding) -> Dense 7*7*4w -> BN, ReLU -> ConvT 2w (stride 2, 14x14)
    -> BN, ReLU -> ConvT w (stride 2, 28x28) -> BN, ReLU -> Conv C 3x3 -> tanh.
+   In a per-device (shard_map) step, `axis_name` names the data axis: BN then averages its
+   batch statistics over it, so it normalises with the global batch's, as on one device.
 D: x[28,28,C] -> Conv w s2 -> LReLU(0.2) -> Conv 2w s2 -> LReLU -> flatten -> Dense 1.
    No batch norm in D: per-sample gradient penalties (WGAN-GP, R1) are only defined when
    D's output for one image does not depend on the rest of the batch. With
@@ -46,6 +48,7 @@ class DCGenerator(nn.Module):
   image_shape: tuple[int, int, int] = IMAGE_SHAPE
   num_classes: int = 0          # > 0: class-conditional (label embedding concatenated to z).
   dtype: Any = jnp.float32
+  axis_name: str | None = None  # The mesh axis BN's batch statistics are averaged over.
 
   @property
   def conditional(self) -> bool:
@@ -60,7 +63,8 @@ class DCGenerator(nn.Module):
     if self.conditional:
       _check_labels(labels, z.shape[0], type(self).__name__)
       x = jnp.concatenate([x, nn.Embed(self.num_classes, self.latent_dim)(labels)], -1)
-    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                                axis_name=self.axis_name)
     x = dense(h0 * w0 * 4 * self.width, dtype=self.dtype)(x)
     x = nn.relu(norm()(x.reshape((-1, h0, w0, 4 * self.width))))         # [B, 7, 7, 4w]
     for mult in (2, 1):                                                     # 14x14, 28x28

@@ -1,10 +1,11 @@
 """Adaptive discriminator augmentation (Karras et al. 2020), as a pure init/update pair.
 
 `augment(images, key, p)` applies each of a few augmentations to each image independently
-with probability p. Every operation is differentiable in the pixels (flips, translations and
-cutout are gathers and masks; brightness and contrast are affine), so G's gradient flows
-through the augmented fakes: ADA augments everything D sees, real and fake, in both the D
-and the G update, which keeps the augmentations from leaking into G's samples for p < ~0.8.
+with probability p (the x-flip, drawn as ADA's, mirrors with probability p/2). Every operation
+is differentiable in the pixels (flips, translations and cutout are gathers and masks;
+brightness and contrast are affine), so G's gradient flows through the augmented fakes: ADA
+augments everything D sees, real and fake, in both the D and the G update, which keeps the
+augmentations from leaking into G's samples for p < ~0.8.
 
 `p` is steered by the overfitting signal r_t = E[sign D(real)]: 0 when D cannot tell,
 1 when it is sure of every real image. Every `interval` steps, p moves by
@@ -19,7 +20,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-MAX_SHIFT = 1 / 8  # Translation range as a fraction of the image side (ADA's 0.125).
+# ADA's magnitudes (stylegan2-ada-pytorch training/augment.py), all on images in [-1, 1]:
+MAX_SHIFT = 1 / 8       # Integer translation range, a fraction of the image side (xint_max).
+BRIGHTNESS_STD = 0.2    # Added offset's std (brightness_std).
+CONTRAST_STD = 0.5      # Std of log2 of the contrast factor (contrast_std).
 
 
 @flax.struct.dataclass
@@ -71,23 +75,33 @@ def _translate(x: jax.Array, dy: jax.Array, dx: jax.Array, pad: int) -> jax.Arra
   return jax.lax.dynamic_slice(padded, (pad - dy, pad - dx, 0), (h, w, x.shape[2]))
 
 
+def xflip(images: jax.Array, key: jax.Array, p: jax.Array) -> jax.Array:
+  """images [B, H, W, C], each mirrored left-right with probability p/2: as ADA's xflip, with
+  probability p a fair coin picks the orientation. So for p < 1 an image stays more often in
+  its own orientation than in the mirrored one, and the flip does not leak into G."""
+  k_on, k_coin = jax.random.split(key)
+  shape = (images.shape[0], 1, 1, 1)
+  flip = (jax.random.uniform(k_on, shape) < p) & (jax.random.uniform(k_coin, shape) < 0.5)
+  return jnp.where(flip, images[:, :, ::-1], images)
+
+
 def augment(images: jax.Array, key: jax.Array, p: jax.Array) -> jax.Array:
   """images [B, H, W, C] in [-1, 1] -> augmented [B, H, W, C]; each op with prob p."""
   b, h, w, _ = images.shape
   keys = jax.random.split(key, 10)
   on = lambda k: jax.random.uniform(k, (b, 1, 1, 1)) < p   # [B,1,1,1] per-op coin
   x = images
-  # x-flip.
-  x = jnp.where(on(keys[0]), x[:, :, ::-1], x)
+  x = xflip(x, keys[0], p)
   # Integer translation, reflection-padded.
   pad = max(1, int(round(MAX_SHIFT * h)))
   shift = jax.random.randint(keys[1], (b, 2), -pad, pad + 1)
   moved = jax.vmap(_translate, in_axes=(0, 0, 0, None))(x, shift[:, 0], shift[:, 1], pad)
   x = jnp.where(on(keys[2]), moved, x)
-  # Brightness: add N(0, 0.2) (in [-1, 1] units, ADA's 0.2 on [0,1] doubled -> 0.4).
-  x = jnp.where(on(keys[3]), x + 0.4 * jax.random.normal(keys[4], (b, 1, 1, 1)), x)
-  # Contrast: scale around the image mean by lognormal(0, 0.5 ln 2).
-  scale = jnp.exp(0.5 * jnp.log(2.0) * jax.random.normal(keys[5], (b, 1, 1, 1)))
+  # Brightness: add N(0, 0.2^2); ADA applies it to images already in [-1, 1].
+  offset = BRIGHTNESS_STD * jax.random.normal(keys[4], (b, 1, 1, 1))
+  x = jnp.where(on(keys[3]), x + offset, x)
+  # Contrast: scale around the image mean by 2^N(0, 0.5^2).
+  scale = jnp.exp2(CONTRAST_STD * jax.random.normal(keys[5], (b, 1, 1, 1)))
   mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
   x = jnp.where(on(keys[6]), (x - mean) * scale + mean, x)
   # Cutout: a half-size square at a random centre set to the background (-1).

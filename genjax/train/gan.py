@@ -5,7 +5,8 @@ one generator update on fresh z -- with the defaults (n_critic=1, no regulariser
 exactly the tutorial's D_train then G_train. Keys come from `fold_in(state.key,
 state.step)`, so a restored state continues exactly.
 
-Options, all from the config: `loss` (genjax.train.losses), `r1_gamma` (R1 on real images),
+Options, all from the config: `loss` (genjax.train.losses), `r1_gamma` (R1 on real images;
+with ADA its gradient is w.r.t. the image before augmentation, as in StyleGAN2-ADA),
 `gp_weight` (WGAN-GP on real/fake interpolates), `spectral_norm` (in D; its power-iteration
 vectors ride in `d_stats`), `n_critic`, `lr_g`/`lr_d` (two time-scales), `ada*` (adaptive
 augmentation of everything D sees; p in `state.ada`), `d_joint_batch` (D's update sees the
@@ -19,6 +20,8 @@ Non-trainable collections (batch-norm statistics, spectral-norm vectors) live in
 `g_stats` / `d_stats`, empty dicts for models without them. They are updated by the D call
 on real images and then fakes (in that order) during D's update, and by G's forward pass
 during G's update; the D calls inside G's update and inside the penalties leave them alone.
+In a per-device step (`make_step(axis_name)`) batch norms average their batch statistics over
+the axis (`on_axis`), so they normalise with the global batch's statistics.
 """
 from __future__ import annotations
 
@@ -73,6 +76,14 @@ def _local_normal(key: jax.Array, local_batch: int, dim: int, axis_name: str | N
                                       local_batch)
 
 
+def on_axis(module, axis_name: str | None):
+  """`module` with its batch norms averaging their statistics over the mesh axis `axis_name`,
+  for modules with an `axis_name` field (e.g. DCGenerator); any other module unchanged."""
+  if axis_name is None or not hasattr(module, "axis_name"):
+    return module
+  return module.clone(axis_name=axis_name)
+
+
 def _split_variables(variables) -> tuple[dict, dict]:
   variables = dict(variables)
   params = {"params": variables.pop("params")}
@@ -98,14 +109,15 @@ def make_gan_task(config) -> Task:
   controller = ada_lib.ada(config.ada_target, config.ada_interval, config.ada_kimg,
                            config.ada_p_init)
 
-  def g_call(g_params, g_stats, z, labels, train):
+  def g_call(g_params, g_stats, z, labels, train, axis_name=None):
     args = (z, labels) if conditional else (z,)
-    return apply_with_stats(generator, g_params, g_stats, *args, train=train)
+    return apply_with_stats(on_axis(generator, axis_name), g_params, g_stats, *args,
+                            train=train)
 
-  def d_call(d_params, d_stats, x, labels, key):
+  def d_call(d_params, d_stats, x, labels, key, axis_name=None):
     args = (x, labels) if conditional else (x,)
-    return apply_with_stats(discriminator, d_params, d_stats, *args, train=True,
-                            rngs={"dropout": key})
+    return apply_with_stats(on_axis(discriminator, axis_name), d_params, d_stats, *args,
+                            train=True, rngs={"dropout": key})
 
   def init(key: jax.Array, batch: dict) -> GanState:
     k_g, k_d, k_state = jax.random.split(key, 3)
@@ -133,28 +145,36 @@ def make_gan_task(config) -> Task:
     def maybe_augment(x, key, p):
       return ada_lib.augment(x, key, p) if use_ada else x
 
-    def d_objective(d_params, d_stats, g_params, g_stats, real, labels, z, k_drop, k_aug, p):
-      fake, _ = g_call(g_params, g_stats, z, labels, True)
+    def g_run(*args):
+      return g_call(*args, axis_name=axis_name)
+
+    def d_run(*args):
+      return d_call(*args, axis_name=axis_name)
+
+    def d_objective(d_params, d_stats, g_params, g_stats, raw_real, labels, z, k_drop, k_aug,
+                    p):
+      fake, _ = g_run(g_params, g_stats, z, labels, True)
       fake = jax.lax.stop_gradient(fake)
       k_real, k_fake = jax.random.split(k_drop)
       k_aug_real, k_aug_fake, k_gp = jax.random.split(k_aug, 3)
-      real = maybe_augment(real, k_aug_real, p)
+      real = maybe_augment(raw_real, k_aug_real, p)
       fake = maybe_augment(fake, k_aug_fake, p)
       if joint_d:  # One pass over [real; fake]: fewer, larger kernels.
         both_labels = None if labels is None else jnp.concatenate([labels, labels])
-        logits, d_stats = d_call(d_params, d_stats, jnp.concatenate([real, fake]),
-                                 both_labels, k_real)
+        logits, d_stats = d_run(d_params, d_stats, jnp.concatenate([real, fake]),
+                                both_labels, k_real)
         real_logits, fake_logits = jnp.split(logits, 2)
       else:
-        real_logits, d_stats = d_call(d_params, d_stats, real, labels, k_real)
-        fake_logits, d_stats = d_call(d_params, d_stats, fake, labels, k_fake)
+        real_logits, d_stats = d_run(d_params, d_stats, real, labels, k_real)
+        fake_logits, d_stats = d_run(d_params, d_stats, fake, labels, k_fake)
       d_loss = loss.d(real_logits, fake_logits)
       metrics = {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                  "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
       objective = d_loss
-      d_fn = lambda x: d_call(d_params, d_stats, x, labels, k_real)[0]
-      if r1_gamma > 0:
-        metrics["r1"] = regularizers.r1_penalty(d_fn, real, r1_gamma)
+      d_fn = lambda x: d_run(d_params, d_stats, x, labels, k_real)[0]
+      if r1_gamma > 0:  # At the reals before augmentation, through D's real-pass draw.
+        r1_fn = lambda x: d_fn(maybe_augment(x, k_aug_real, p))
+        metrics["r1"] = regularizers.r1_penalty(r1_fn, raw_real, r1_gamma)
         objective = objective + metrics["r1"]
       if gp_weight > 0:
         x_hat = regularizers.interpolate(real, fake, k_gp)
@@ -163,9 +183,8 @@ def make_gan_task(config) -> Task:
       return objective, (metrics, d_stats, real_logits)
 
     def g_objective(g_params, g_stats, d_params, d_stats, z, labels, k_drop, k_aug, p):
-      fake, g_stats = g_call(g_params, g_stats, z, labels, True)
-      fake_logits, _ = d_call(d_params, d_stats, maybe_augment(fake, k_aug, p), labels,
-                              k_drop)
+      fake, g_stats = g_run(g_params, g_stats, z, labels, True)
+      fake_logits, _ = d_run(d_params, d_stats, maybe_augment(fake, k_aug, p), labels, k_drop)
       g_loss = loss.g(fake_logits)
       return g_loss, ({"g_loss": g_loss}, g_stats)
 

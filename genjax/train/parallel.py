@@ -6,8 +6,13 @@ State and the device-resident dataset are replicated; each step's batch is split
     and XLA's partitioner inserts the gradient all-reduce. Random draws are those of the
     global batch, so N devices compute the single-device step.
   * 'shard_map': the step runs per device on its batch shard and averages its gradients with
-    `lax.pmean`. Noise is the global batch's, sliced; dropout masks are drawn per device
-    (`fold_in(key, axis_index)`), so only they differ from the single-device step.
+    `lax.pmean`. The GAN's z is the global batch's, sliced, and its batch norms average their
+    statistics over the axis, so they normalise with the global batch's. Other draws are made
+    per device from `fold_in(key, axis_index)`: dropout masks; in the GAN step ADA's
+    augmentations and WGAN-GP's interpolation weights; in the likelihood tasks every draw
+    (binarisation, the VAE's latent samples). Only these differ from the single-device step;
+    without them the two agree to float round-off (which Adam's first step can scale up to
+    lr where a gradient is zero in exact arithmetic, as for a bias feeding a batch norm).
 """
 from __future__ import annotations
 
