@@ -7,6 +7,11 @@ brightness and contrast are affine), so G's gradient flows through the augmented
 augments everything D sees, real and fake, in both the D and the G update, which keeps the
 augmentations from leaking into G's samples for p < ~0.8.
 
+Five of ADA's operations, with the magnitudes of its code (stylegan2-ada-pytorch,
+`training/augment.py`): x-flip, integer translation (1/8 of the side), brightness (std 0.2),
+contrast (log2 std 0.5) and cutout (about half the side). Two differ from it: contrast scales around
+each image's mean (there: around 0) and cutout fills with the background -1 (there: 0).
+
 `p` is steered by the overfitting signal r_t = E[sign D(real)]: 0 when D cannot tell,
 1 when it is sure of every real image. Every `interval` steps, p moves by
 sign(r_t - target) * (images seen in the interval) / (kimg * 1000), clipped to [0, 1].
