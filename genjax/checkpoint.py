@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -71,6 +72,7 @@ class Checkpointer:
     self.problems: list[tuple[str, str]] = []
     for path, reason in find_incomplete(self.directory):
       self._quarantine(path, reason)
+    _sync_processes("genjax_checkpointer_open")  # Every process then lists the same steps.
     options = ocp.CheckpointManagerOptions(
         preservation_policy=preservation_policy(max_to_keep, best_metric, best_mode),
         enable_async_checkpointing=async_save, create=True)
@@ -121,6 +123,9 @@ class Checkpointer:
       except CheckpointCorruptError as e:
         tried.append(str(e))
         self._quarantine(self.step_path(candidate), str(e))
+        # Process 0 has moved it before any process lists the steps again: otherwise another
+        # process could keep the damaged step as its latest and refuse the next save.
+        _sync_processes(f"genjax_checkpoint_quarantined_{candidate}")
         self._manager.reload()
     if tried:
       raise CheckpointCorruptError(f"No restorable checkpoint in {self.directory}; every "
@@ -259,6 +264,12 @@ def state_digest(state: Any) -> str:
 
 def integrity_record(state: Any) -> dict:
   return {"layout": layout(state), "sha256": state_digest(state)}
+
+
+def _sync_processes(name: str) -> None:
+  """A barrier over every process of a multi-process run; nothing in a single process."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def _first_line(e: Exception) -> str:
