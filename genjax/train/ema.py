@@ -103,6 +103,15 @@ def choose(state, use_average: bool):
   return state.replace(**fields)
 
 
+def map_average(opt_state, fn):
+  """`opt_state` with each parameters' average replaced by `fn(average)`; unchanged where it
+  keeps none."""
+  is_average = lambda s: isinstance(s, ParamAverageState)
+  swap = lambda s: (s._replace(average=fn(s.average))
+                    if is_average(s) and s.average is not None else s)
+  return jax.tree.map(swap, opt_state, is_leaf=is_average)
+
+
 def _opt_fields(state) -> list[str]:
   """The state's optimizer-state fields ('opt', 'g_opt', ...), each beside its parameters
   ('params', 'g_params', ...)."""

@@ -18,7 +18,8 @@ signal-to-noise ratio falls like 1/sqrt(k) (Rainforth et al. 2018).
 in both bounds, the ELBO's KL then the one-sample log q(z|x) - log r(z); it stays fixed and is
 the run's p(z) for evaluation and sampling. `config.frozen` ('encoder' or 'decoder') keeps
 one half's parameters as they are: its gradient is not computed (`frozen_gradient` inside
-the objective) and its updates are zero (Adam's momentum would otherwise move it). Together
+the objective), its updates are zero (Adam's momentum would otherwise move it) and, with
+`config.ema_decay`, its half of the moving average is the frozen parameters. Together
 they tune an encoder to a prior fitted after training: q(z|x), the importance sampler, moves
 toward the posterior under r while the model p(x) = int p(x|z) r(z) dz stays the same, so
 its importance-weighted bound can tighten toward log p(x) and not pass it.
@@ -154,9 +155,12 @@ def _on_half(tree, half: str, fn):
   ('encoder' | 'decoder'; '' none)."""
   if not half:
     return tree
-  inside = lambda path: any(getattr(entry, "key", None) == half for entry in path[:2])
   return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: fn(leaf) if inside(path) else leaf, tree)
+      lambda path, leaf: fn(leaf) if _in_half(path, half) else leaf, tree)
+
+
+def _in_half(path, half: str) -> bool:
+  return any(getattr(entry, "key", None) == half for entry in path[:2])
 
 
 def frozen_gradient(params, half: str):
@@ -167,6 +171,18 @@ def frozen_gradient(params, half: str):
 def frozen_updates(updates, half: str):
   """`updates` with the VAE's `half` ('encoder' | 'decoder'; '' none) zeroed."""
   return _on_half(updates, half, jnp.zeros_like)
+
+
+def frozen_average(opt_state, params, half: str):
+  """`opt_state` with the `half` of its parameters' moving average (where it keeps one) set to
+  `params`' own. A frozen half is then sampled and scored as it is, not as an average that
+  still lags it and takes in Adam's leftover momentum, which `frozen_updates` drops only after
+  the average has seen it."""
+  if not half:
+    return opt_state
+  pinned = lambda average: jax.tree_util.tree_map_with_path(
+      lambda path, a, p: p if _in_half(path, half) else a, average, params)
+  return ema_lib.map_average(opt_state, pinned)
 
 
 def make_vae_task(config) -> Task:
@@ -216,6 +232,7 @@ def make_vae_task(config) -> Task:
                 local_params, x, k_z, kl_weight(state.step, warmup_steps))
       updates, opt = tx.update(mean(grads), state.opt, state.params)
       params = optax.apply_updates(state.params, frozen_updates(updates, frozen))
+      opt = frozen_average(opt, params, frozen)
       return state.replace(step=state.step + 1, params=params, opt=opt), mean(metrics)
 
     return step
