@@ -12,7 +12,7 @@
 Prints a markdown table; writes bench.md and bench.json (rows + device, versions, date, load)
 to --out. The PyTorch baselines need torch (the `bench` extra) and are skipped with a message
 when it is absent. Baselines per model (experiments/benchmarks/registry.py): mlp_gan ->
-torch_tutorial, torch_resident; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
+torch_tutorial, torch_resident, torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
 torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another model is refused.
 """
 import os
@@ -121,6 +121,7 @@ def main(argv):
   rows = bench.add_ratios(rows, list(baselines))
   env_after = bench.environment()
   env["load_average_after"] = env_after["load_average_1_5_15"]
+  env["fp32_matmul_precision"] = env_after["fp32_matmul_precision"]  # torch is loaded now
   md = bench.to_markdown(rows, env)
   print(md)
   if _OUT.value:

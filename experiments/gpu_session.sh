@@ -11,7 +11,7 @@
 # come back as $OUT/results.tar.gz plus $OUT/log.txt:
 #   bench     issue 6 Must show 1: MLP GAN whole epochs, batch 64 and 1024, fp32 and bf16,
 #             with the NaN guard (each config.nan_check) and without, beside the
-#             tutorial-style and resident PyTorch baselines (on CUDA)
+#             tutorial-style, resident and tuned resident PyTorch baselines (on CUDA)
 #   models    issue 6 Must show 3: DCGAN / MLP VAE / conv VAE / PixelCNN steps/s beside
 #             their resident PyTorch equivalents
 #   quality   issue 6 Must show 1: the reference GAN's 50 epochs in fp32 and in bf16, each
@@ -24,7 +24,10 @@
 # vector (--config.flatten_optimizer) and with all three, beside the plain rows and the
 # tutorial (new 2026-12-01, not yet run on a GPU). `bench_cublas`: the epochs of
 # `bench_graphs` with the matrix products through cuBLAS, not XLA's Triton GEMM fusions
-# (--xla_gpu_enable_triton_gemm=false; new 2026-12-01, not yet run on a GPU).
+# (--xla_gpu_enable_triton_gemm=false; new 2026-12-01, not yet run on a GPU). `bench_highest`:
+# genjax's fp32 epochs with full fp32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's
+# default multiplies fp32 in TF32 on the GPU, PyTorch's does not) beside the tutorial and the
+# tuned resident baseline (new 2026-12-02, not yet run on a GPU).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -96,7 +99,7 @@ bench() {
   stage bench_mlp_gan 240 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --nan_policies=stop,off \
     --nan_checks=metrics,parameters \
-    --baselines=torch_tutorial,torch_resident $STEPS --out="$R/bench_mlp_gan"
+    --baselines=torch_tutorial,torch_resident,torch_resident_tuned $STEPS --out="$R/bench_mlp_gan"
 }
 
 models() {
@@ -122,6 +125,14 @@ bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as on
 bench_cublas() {  # issue 6 Must show 1 again, the matrix products through cuBLAS instead of
   # XLA's Triton GEMM fusions (the H200 profile's largest batch-64 kernels, ~10 us a call).
   bench_with_xla_flags bench_cublas --xla_gpu_enable_triton_gemm=false
+}
+
+bench_highest() {  # issue 6 Must show 1, fp32 on both sides: genjax's products in full fp32
+  # as PyTorch's are by default (bench.json records each side's fp32 matmul precision).
+  stage bench_highest 200 env JAX_DEFAULT_MATMUL_PRECISION=highest \
+    python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32 --baselines=torch_tutorial,torch_resident_tuned \
+    $STEPS --out="$R/bench_highest"
 }
 
 bench_fused() {  # issue 6 Must show 1, fewer and larger kernels per step: D on real and fake
@@ -181,8 +192,8 @@ gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
-    bench|bench_graphs|bench_cublas|bench_fused|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
-    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_fused, models," \
+    bench|bench_graphs|bench_cublas|bench_highest|bench_fused|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
+    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest, bench_fused, models," \
          "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done

@@ -58,7 +58,8 @@ def test_suite_rows_ratios_and_reports(digits):
   assert md.count("\n| genjax |") == 1 and "x vs fake" in md and env["device"] in md
   doc = json.loads(bench.to_json(rows, env, note="tiny"))
   assert doc["note"] == "tiny" and len(doc["rows"]) == 2
-  assert set(doc["environment"]) >= {"device", "date_utc", "versions", "load_average_1_5_15"}
+  assert set(doc["environment"]) >= {"device", "date_utc", "versions", "load_average_1_5_15",
+                                     "fp32_matmul_precision"}
 
 
 def test_cost_analysis_reports_flops(digits):
@@ -82,6 +83,25 @@ def test_torch_baselines_run_tiny(digits):
   G, D, *_ = torch_tutorial.build()
   assert sum(p.numel() for p in G.parameters()) == 1_486_352
   assert sum(p.numel() for p in D.parameters()) == 1_460_225
+
+
+@pytest.mark.skipif(not torch_tutorial.available(), reason="torch not installed (bench extra)")
+def test_tuned_torch_step_makes_the_tutorials_updates(digits):
+  """The tuned resident baseline drops only work whose results the tutorial throws away: from
+  the same seed (the same z and dropout draws) both steps give the same parameters."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  x = torch.from_numpy(digits[0][:16].astype(np.float32) / 127.5 - 1.0).reshape(16, 784)
+  params = []
+  # pylint: disable-next=protected-access
+  for step in (torch_tutorial._train_step, torch_tutorial._tuned_step):
+    torch.manual_seed(0)
+    G, D, G_opt, D_opt, criterion = torch_tutorial.build()
+    losses = [step(torch, x, G, D, G_opt, D_opt, criterion, 100, "cpu") for _ in range(3)]
+    params.append([p.detach().clone() for p in [*G.parameters(), *D.parameters()]])
+    assert np.isfinite([float(v) for pair in losses for v in pair]).all()
+  for a, b in zip(*params):
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_torch_loader_normalisation_matches_genjax(digits):

@@ -120,7 +120,7 @@ def test_vae_loss_falls(images):
 
 def test_registry_picks_the_model_baselines_and_refuses_others():
   assert list(registry.select(mlp_gan.get_config("smoke"), None)) == [
-      "torch_tutorial", "torch_resident"]
+      "torch_tutorial", "torch_resident", "torch_resident_tuned"]
   for model, get_config in CONFIGS.items():
     assert list(registry.select(get_config("smoke"), None)) == [f"torch_{model}"]
   assert registry.select(dcgan.get_config("smoke"), []) == {}

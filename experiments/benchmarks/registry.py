@@ -1,6 +1,6 @@
 """Which PyTorch baselines time which genjax model, and the per-model defaults of bench.py.
 
-  mlp_gan  -> torch_tutorial, torch_resident   (experiments/benchmarks/torch_tutorial.py)
+  mlp_gan  -> torch_tutorial, torch_resident, torch_resident_tuned   (.../torch_tutorial.py)
   dcgan    -> torch_dcgan                      (experiments/benchmarks/torch_models.py)
   vae_mlp  -> torch_vae_mlp,  vae_conv -> torch_vae_conv,  pixelcnn -> torch_pixelcnn
 A baseline named for another model than the config's is refused with one error: a ratio of
@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from experiments.benchmarks import torch_models, torch_tutorial
 
-MODEL_OF = {"torch_tutorial": "mlp_gan", "torch_resident": "mlp_gan",
+MODEL_OF = {**{name: "mlp_gan" for name in torch_tutorial.BASELINES},
             **{f"torch_{m}": m for m in torch_models.MODELS}}
 
 

@@ -5,6 +5,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import sys
 from typing import Any
 
 import jax
@@ -48,6 +49,17 @@ def device_description() -> str:
   return text
 
 
+def matmul_precision() -> dict[str, str | None]:
+  """How each side multiplies fp32 matrices: JAX's `jax_default_matmul_precision` (None: the
+  backend's default, TF32 on NVIDIA tensor cores) and, where torch is loaded,
+  `torch.get_float32_matmul_precision()` ('highest': full fp32, its default)."""
+  out = {"jax": jax.config.jax_default_matmul_precision}
+  torch = sys.modules.get("torch")
+  if torch is not None:
+    out["torch"] = torch.get_float32_matmul_precision()
+  return out
+
+
 def environment() -> dict[str, Any]:
   """A JSON-able record of where and when a benchmark ran."""
   load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -62,4 +74,5 @@ def environment() -> dict[str, Any]:
       "python": platform.python_version(),
       "machine": platform.machine(),
       "versions": {p: _version(p) for p in _PACKAGES},
+      "fp32_matmul_precision": matmul_precision(),
   }

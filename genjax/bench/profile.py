@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from genjax import config as config_lib
 from genjax.train import loop, parallel
 
 _SUFFIX = re.compile(r"[.:]\d+$")
@@ -51,15 +52,15 @@ def summarize(trace_path: str, top: int = 15) -> dict:
 
 def profile_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
                   logdir: str, *, steps: int = 20) -> dict:
-  """Traces one epoch of `config` on its first `steps` batches into `logdir`; returns
-  `summarize` of the trace plus the trace's path."""
+  """Traces one epoch of `config` (the training loop's, its NaN guard included) on its first
+  `steps` batches into `logdir`; returns `summarize` of the trace plus the trace's path."""
   n = steps * config.batch_size
   images, labels = images[:n], labels[:n]
   setup = loop.build(config, images)
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
   epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 unroll=config.scan_unroll)
+                                 guard=config_lib.nan_guard(config), unroll=config.scan_unroll)
   compiled = epoch_fn.lower(state, dev_images, dev_labels).compile()
   state, _ = compiled(state, dev_images, dev_labels)  # warm
   jax.block_until_ready(state)

@@ -40,6 +40,15 @@ def _fmt(v: Any) -> str:
   return str(v)
 
 
+def _precision_note(precision: Mapping[str, Any] | None) -> str:
+  """'; fp32 matmuls: jax default, torch highest' from `env.matmul_precision()`'s record."""
+  if not precision:
+    return ""
+  sides = [f"{side} {precision[side] or 'default'}" for side in ("jax", "torch")
+           if side in precision]
+  return "; fp32 matmuls: " + ", ".join(sides)
+
+
 def to_markdown(rows: Sequence[Row], env: Mapping[str, Any]) -> str:
   """A markdown table of `rows`, with the environment in a line above it (and every round's
   time when the rows were measured in rounds; `time s` is then the median round's)."""
@@ -52,7 +61,8 @@ def to_markdown(rows: Sequence[Row], env: Mapping[str, Any]) -> str:
   load = env.get("load_average_1_5_15")
   lines = [f"Device: {env['device']}; date (UTC): {env['date_utc']}; load average "
            f"(1/5/15 min): {', '.join(f'{x:.1f}' for x in load) if load else 'n/a'}; "
-           f"jax {env['versions'].get('jax')}, torch {env['versions'].get('torch')}.", "",
+           f"jax {env['versions'].get('jax')}, torch {env['versions'].get('torch')}"
+           + _precision_note(env.get("fp32_matmul_precision")) + ".", "",
            "| " + " | ".join(h for _, h in cols) + " |",
            "|" + "---|" * len(cols)]
   for r in rows:

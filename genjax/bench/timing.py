@@ -102,14 +102,15 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
 
 def cost_analysis(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray
                   ) -> dict[str, float]:
-  """XLA's static cost estimate (flops, bytes accessed) of one jitted epoch of `config`."""
+  """XLA's static cost estimate (flops, bytes accessed) of one jitted epoch of `config` (the
+  training loop's, its NaN guard included)."""
   setup = loop.build(config, images)
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = jax.eval_shape(setup.init, jax.random.PRNGKey(0))
   rep = parallel.replicated(setup.mesh)
   state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
   epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 unroll=config.scan_unroll)
+                                 guard=config_lib.nan_guard(config), unroll=config.scan_unroll)
   cost = epoch_fn.lower(state, dev_images, dev_labels).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return {k: float(v) for k, v in (cost or {}).items()
