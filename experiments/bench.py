@@ -12,8 +12,9 @@
 Prints a markdown table; writes bench.md and bench.json (rows + device, versions, date, load)
 to --out. The PyTorch baselines need torch (the `bench` extra) and are skipped with a message
 when it is absent. Baselines per model (experiments/benchmarks/registry.py): mlp_gan ->
-torch_tutorial, torch_resident, torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
-torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another model is refused.
+torch_tutorial, torch_resident, torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp /
+vae_conv -> torch_vae_mlp / torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another
+model is refused.
 """
 import os
 

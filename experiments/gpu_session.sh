@@ -192,8 +192,10 @@ gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
-    bench|bench_graphs|bench_cublas|bench_highest|bench_fused|models|quality|vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
-    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest, bench_fused, models," \
+    bench|bench_graphs|bench_cublas|bench_highest|bench_fused|models|quality) ;;
+    vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
+    *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest," \
+         "bench_fused, models," \
          "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
