@@ -12,7 +12,9 @@ Three baselines, all eager fp32 with the tutorial's G/D (the same shapes and ini
     the fakes of D's update made without a graph, D's weights without gradients in G's update,
     the losses kept on the device (one host sync per epoch), and two untimed warm-up steps.
     The same updates as the tutorial's, for the fewest eager PyTorch operations.
-torchvision is not required: its two transforms are re-implemented line for line.
+torchvision is not required: its two transforms are re-implemented line for line. The
+network is the reference model as `genjax/models/mlp_gan.py` has it (two dropouts in D;
+the lyeoni/pytorch-mnist-GAN notebook has a third, and batch 100).
 torch is optional (the `bench` extra); `available()` says whether it can be imported.
 """
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _require_torch():
 
 
 def build(device: str = "cpu", latent_dim: int = 100):
-  """(G, D, G_optimizer, D_optimizer, criterion) exactly as in the tutorial."""
+  """(G, D, G_optimizer, D_optimizer, criterion) of the tutorial, with the reference model."""
   torch = _require_torch()
   nn = torch.nn
 

@@ -3,6 +3,9 @@
 G: z[100] -> 256 -> 512 -> 1024 -> 784, LeakyReLU(0.2) after each hidden layer, Tanh out.
 D: x[784] -> 1024 -> 512 -> 256 -> 1, LeakyReLU(0.2), Dropout(0.3) after the first two
    hidden layers; returns logits (the loss applies the sigmoid stably).
+The reference model as the project's foundation issue fixes it (with batch 64). The notebook
+it follows, lyeoni/pytorch-mnist-GAN, also drops out after the third hidden layer and trains
+at batch 100; genjax keeps the issue's network, and so does its PyTorch baseline.
 
 Both layers are initialised as PyTorch's `nn.Linear` (weights and biases uniform in
 +-1/sqrt(fan_in)). The tutorial silently relies on that: with Flax's default (LeCun normal
@@ -81,7 +84,7 @@ class MLPDiscriminator(nn.Module):
     fan_in = x.shape[-1]
     for i, width in enumerate(self.hidden):
       x = nn.leaky_relu(torch_linear(width, fan_in, self.dtype)(x), 0.2)
-      if i < 2:  # The tutorial drops out after the first two hidden layers only.
+      if i < 2:  # After the first two hidden layers only (see the module docstring).
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       fan_in = width
     return torch_linear(1, fan_in, self.dtype)(x)[:, 0].astype(jnp.float32)
