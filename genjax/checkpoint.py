@@ -90,15 +90,15 @@ class Checkpointer:
     """Saves `state` at `step` (async if so configured); `meta` must be JSON-able. Steps
     must increase: a step at or below the latest one is an error, not a silent skip."""
     self.check_best_metric(metrics or {})
-    latest = self._manager.latest_step()
     meta = {**(meta or {}), INTEGRITY_KEY: integrity_record(state)}
     saved = self._manager.save(
         int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                            meta=ocp.args.JsonSave(meta)),
         metrics={k: float(v) for k, v in (metrics or {}).items()} or None)
-    if not saved:
+    if not saved:  # Orbax refused the step; the latest is still the one it compared with.
       raise CheckpointError(f"Orbax did not save step {step} in {self.directory}; the latest "
-                            f"step there is {latest} (steps must increase).")
+                            f"step there is {self._manager.latest_step()} (steps must "
+                            "increase).")
 
   def check_best_metric(self, metrics: dict) -> None:
     """The metric that picks the best checkpoint must be one the run reports."""

@@ -19,7 +19,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from genjax import config as config_lib
 from genjax.train import loop, parallel
 
 _SUFFIX = re.compile(r"[.:]\d+$")
@@ -59,8 +58,7 @@ def profile_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   setup = loop.build(config, images)
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 guard=config_lib.nan_guard(config), unroll=config.scan_unroll)
+  epoch_fn = loop.make_epoch_fn(setup)
   compiled = epoch_fn.lower(state, dev_images, dev_labels).compile()
   state, _ = compiled(state, dev_images, dev_labels)  # warm
   jax.block_until_ready(state)

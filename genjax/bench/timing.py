@@ -75,8 +75,7 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
   # The loop's own epoch: NaN/Inf-guarded unless the config turns the guard off.
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 guard=config_lib.nan_guard(config), unroll=config.scan_unroll)
+  epoch_fn = loop.make_epoch_fn(setup)
   _block((state, dev_images, dev_labels))
 
   t0 = time.perf_counter()
@@ -109,8 +108,7 @@ def cost_analysis(config: ml_collections.ConfigDict, images: np.ndarray, labels:
   state = jax.eval_shape(setup.init, jax.random.PRNGKey(0))
   rep = parallel.replicated(setup.mesh)
   state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), state)
-  epoch_fn = parallel.make_epoch(setup.task, setup.mesh, config.parallel, config.batch_size,
-                                 guard=config_lib.nan_guard(config), unroll=config.scan_unroll)
+  epoch_fn = loop.make_epoch_fn(setup)
   cost = epoch_fn.lower(state, dev_images, dev_labels).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return {k: float(v) for k, v in (cost or {}).items()

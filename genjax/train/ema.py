@@ -96,10 +96,7 @@ def choose(state, use_average: bool):
   last parameters are sampled and scored. Not a state to train on."""
   if use_average:
     return state
-  drop = lambda s: s._replace(average=None) if isinstance(s, ParamAverageState) else s
-  is_average = lambda s: isinstance(s, ParamAverageState)
-  fields = {f: jax.tree.map(drop, getattr(state, f), is_leaf=is_average)
-            for f in _opt_fields(state)}
+  fields = {f: map_average(getattr(state, f), lambda _: None) for f in _opt_fields(state)}
   return state.replace(**fields)
 
 

@@ -198,7 +198,9 @@ def _warm_started(fresh: Any, config: ml_collections.ConfigDict) -> Any:
   return warm_start_lib.warm_start(jax.device_get(fresh), jax.device_get(source), source_dir)
 
 
-def _make_epoch_fn(setup: Setup, nan_step: int, multi_process: bool):
+def make_epoch_fn(setup: Setup, nan_step: int = -1, multi_process: bool = False):
+  """The loop's jitted epoch for `setup`: guarded as its config says, `nan_step` >= 0 injects
+  a NaN there (fault tests); the benchmarks time and profile this same function."""
   c = setup.config
   # Multi-process: each device shuffles its share of its process's block.
   make = distributed.make_sharded_epoch if multi_process else parallel.make_epoch
@@ -277,7 +279,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     if writes:  # Only now: a config its checkpoints do not fit must not replace the saved one.
       _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
       _drop_records_after(metrics_path, epoch)
-    epoch_fn = _make_epoch_fn(setup, config.debug_nan_step, multi)
+    epoch_fn = make_epoch_fn(setup, config.debug_nan_step, multi)
     sample_fn = jax.jit(setup.task.sample, static_argnums=2)
     grid_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), GRID_KEY_TAG)
     if config.progress_bar and not quiet and writes:
@@ -301,7 +303,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
           if writes:
             _drop_records_after(metrics_path, epoch)
-          epoch_fn = _make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
+          epoch_fn = make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
           continue
         epoch += 1
         scalars = {k: float(np.mean(v)) for k, v in metrics.items()}
