@@ -1,6 +1,7 @@
 """The data layer: embedded digits, IDX files, the TFDS path (mocked) and its errors."""
 import gzip
 import os
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +134,70 @@ def test_real_mnist_files():
 def test_to_float_matches_tutorial_normalisation():
   x = np.array([0, 255, 127], np.uint8)
   np.testing.assert_allclose(data.to_float(x), [-1.0, 1.0, 127 / 127.5 - 1], atol=1e-7)
+
+
+def _write_files(root, files, name="mnist"):
+  folder = os.path.join(root, name)
+  os.makedirs(folder, exist_ok=True)
+  for filename, raw in files.items():
+    with open(os.path.join(folder, filename), "wb") as f:
+      f.write(raw)
+  return str(root)
+
+
+def test_gzip_is_told_by_content_not_by_name(tmp_path):
+  """A file gunzipped but still named `.gz` (as some browsers save it), and a gzipped file
+  named without `.gz`, both load."""
+  images, labels = _write_idx_dataset(tmp_path, gz=False)
+  folder = os.path.join(tmp_path, "mnist")
+  os.rename(os.path.join(folder, "train-images-idx3-ubyte"),
+            os.path.join(folder, "train-images-idx3-ubyte.gz"))
+  with open(os.path.join(folder, "train-labels-idx1-ubyte"), "wb") as f:
+    f.write(gzip.compress(data.encode_idx(labels)))
+  ds = data.load("mnist", "train", data_dir=str(tmp_path))
+  np.testing.assert_array_equal(ds.images[..., 0], images)
+  np.testing.assert_array_equal(ds.labels, labels)
+
+
+def test_corrupt_gzip_stream_names_the_file(tmp_path):
+  """A damaged deflate stream makes zlib raise zlib.error, which is no OSError."""
+  images = np.zeros((20, 28, 28), np.uint8)
+  images[:, 8:20, 10:18] = 255
+  raw = bytearray(gzip.compress(data.encode_idx(images)))
+  raw[20:28] = bytes(8)
+  path = os.path.join(_write_files(tmp_path, {"train-images-idx3-ubyte.gz": bytes(raw)}),
+                      "mnist", "train-images-idx3-ubyte.gz")
+  with pytest.raises(data.IdxFormatError, match=f"{re.escape(path)}: the gzip data is corrupt"):
+    data.idx.read_idx(path)
+
+
+def test_idx_header_errors_say_what_is_wrong():
+  dims = (2).to_bytes(4, "big") * 3
+  with pytest.raises(data.IdxFormatError, match="data type code 0x0d is float32; genjax reads"):
+    data.idx.parse_idx(bytes([0, 0, 0x0D, 3]) + dims + bytes(32))
+  with pytest.raises(data.IdxFormatError, match="2 dimensions; genjax reads 1-d label"):
+    data.idx.parse_idx(bytes([0, 0, 8, 2]) + dims[:8] + bytes(4))
+  # 2**31 * 2**31 * 4 wraps around to 0 in int64: a header promising no payload.
+  huge = (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big")
+  with pytest.raises(data.IdxFormatError, match="truncated or corrupt"):
+    data.idx.parse_idx(bytes([0, 0, 8, 3]) + huge)
+
+
+@pytest.mark.parametrize("images, labels, bad, match", [
+    (np.zeros((5, 28, 28)), np.zeros(4), "images", r" holds 5 images but .*labels.* holds 4"),
+    (np.zeros((5, 28, 28)), np.array([0, 1, 12, 3, 4]), "labels", "must lie in 0..9, got 0..12"),
+    (np.zeros((5, 32, 32)), np.zeros(5), "images", r"images of 28x28, got shape \(5, 32, 32\)"),
+    (np.zeros((0, 28, 28)), np.zeros(0), "images", "expected N >= 1 images"),
+])
+def test_inconsistent_idx_files_name_the_file(tmp_path, images, labels, bad, match):
+  root = _write_files(tmp_path, {"t10k-images-idx3-ubyte": data.encode_idx(images),
+                                 "t10k-labels-idx1-ubyte": data.encode_idx(labels)})
+  dims = 3 if bad == "images" else 1
+  path = os.path.join(root, "mnist", f"t10k-{bad}-idx{dims}-ubyte")
+  with pytest.raises(data.IdxFormatError, match=f"{re.escape(path)}.*{match}"):
+    data.load("mnist", "test", data_dir=root)
+
+
+def test_balanced_indices_of_no_labels_is_a_clear_error():
+  with pytest.raises(ValueError, match="the split is empty"):
+    data.balanced_indices(np.zeros(0, np.int32), 10)

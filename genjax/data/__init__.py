@@ -79,6 +79,15 @@ def _load_idx(name: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndar
   if images.ndim != 3 or labels.ndim != 1:
     raise IdxFormatError(f"{images_path} / {labels_path}: images must be 3-d and labels "
                          f"1-d, got shapes {images.shape} and {labels.shape}.")
+  if len(images) != len(labels):
+    raise IdxFormatError(f"{images_path} holds {len(images)} images but {labels_path} "
+                         f"holds {len(labels)} labels; both must be the {split} split's.")
+  if not len(images) or images.shape[1:] != IMAGE_SHAPE[:2]:
+    raise IdxFormatError(f"{images_path}: expected N >= 1 images of 28x28, got shape "
+                         f"{images.shape}.")
+  if labels.max() >= NUM_CLASSES:  # uint8, so never negative.
+    raise IdxFormatError(f"{labels_path}: labels must lie in 0..{NUM_CLASSES - 1}, got "
+                         f"{labels.min()}..{labels.max()}.")
   return images[..., None], labels.astype(np.int32)
 
 
@@ -139,12 +148,17 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None,
 def balanced_indices(labels: np.ndarray, num: int) -> np.ndarray:
   """Indices of the first `num / C` examples of each of the C classes present in `labels`,
   in split order: a deterministic, class-balanced subset (no seed, so every run and every
-  model of an experiment sees the same labelled images).
+  model of an experiment sees the same labelled images). Split order is the source's: TFDS
+  stores a split shuffled by key hash, the IDX files in published order, so `source='idx'`
+  and `source='tfds'` pick different (equally balanced) subsets of MNIST.
 
   Raises one ValueError when `num` is not a positive multiple of C or some class has fewer
   than `num / C` examples (which includes `num` larger than the split)."""
   labels = np.asarray(labels)
   classes, counts = np.unique(labels, return_counts=True)
+  if not labels.size:
+    raise ValueError(f"A class-balanced subset of num_train={num} needs labels; the split "
+                     "is empty.")
   if num < 1 or num % len(classes):
     raise ValueError(f"A class-balanced subset needs a positive multiple of the "
                      f"{len(classes)} classes present, got num_train={num}.")
