@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from genjax import data as data_lib
+from genjax.checkpoint import Checkpointer
 from genjax.eval import classifier, evaluate, metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,6 +57,33 @@ def test_missing_or_foreign_classifier_is_a_clear_error(trained, tmp_path, monke
   images = np.zeros((200, 28, 28, 1), np.uint8)
   with pytest.raises(classifier.ClassifierNotFoundError):  # Before any data is loaded.
     evaluate.evaluate_against_dataset(images, "digits", classifier_dir=str(tmp_path / "no"))
+
+
+def test_classifier_of_another_architecture_is_a_mismatch_error(tmp_path):
+  # Other parameter shapes (e.g. a checkpoint from before an ARCH bump): the restore's layout
+  # check raised the checkpointer's RuntimeError, without the command that trains one.
+  directory = str(tmp_path / "older_cnn")
+  with Checkpointer(directory, max_to_keep=1) as ckpt:
+    ckpt.save(1, {"params": {"Dense_0": {"kernel": np.zeros((3, 4), np.float32)}}},
+              meta={"dataset": "mnist", "arch": "an-older-cnn"})
+    ckpt.wait()
+  with pytest.raises(classifier.ClassifierMismatchError,
+                     match="not a mnist classifier.*train_classifier.py --dataset mnist"):
+    classifier.load("mnist", directory)
+
+
+def test_features_take_uint8_images_in_any_batch_split():
+  params = classifier.init_params(jax.random.PRNGKey(0))
+  images = np.random.default_rng(0).integers(0, 256, (23, 28, 28, 1), dtype=np.uint8)
+  whole = classifier.features_and_probs(params, images)
+  split = classifier.features_and_probs(params, images, batch_size=10)  # 10 + 10 + 3 padded.
+  for a, b in zip(whole, split):
+    assert a.shape == b.shape and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Float images in [-1, 1] were mapped by `to_float` a second time (to about -1: blank).
+  for bad in (images.astype(np.float32) / 127.5 - 1, images[:0]):
+    with pytest.raises(ValueError, match="uint8 images"):
+      classifier.features_and_probs(params, bad)
 
 
 def test_bad_sample_files_are_clear_errors(trained, tmp_path):

@@ -1,12 +1,15 @@
 """Known-answer tests of the feature-space metrics on synthetic data (no classifier)."""
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.spatial
 
 from genjax import data as data_lib
-from genjax.eval import coverage, metrics
+from genjax.eval import coverage, evaluate, metrics
 
 
 def _random_psd(rng, d):
@@ -147,6 +150,86 @@ def test_metrics_reject_bad_input():
     coverage.classifier_score(np.ones(10))
   with pytest.raises(ValueError, match="summing to 1"):
     coverage.kl_to_uniform(np.array([0.5, 0.6]))
+
+
+
+def test_bad_inputs_name_the_problem():
+  rng = np.random.default_rng(6)
+  x, y = rng.normal(size=(300, 8)), rng.normal(size=(300, 8))
+  with pytest.raises(ValueError, match="generated features contains NaN"):
+    metrics.fid(x, y * np.nan)
+  with pytest.raises(ValueError, match="subset_size >= 2"):   # Was a NaN mean (m (m-1) = 0).
+    metrics.kid(x, y, subset_size=1)
+  with pytest.raises(ValueError, match="num_subsets >= 1"):   # Was a NaN mean of no subsets.
+    metrics.kid(x, y, num_subsets=0)
+  with pytest.raises(ValueError, match="k >= 1"):             # Was density NaN, radii 0.
+    metrics.precision_recall(x, y, k=0)
+  with pytest.raises(ValueError, match="NaN"):                # Was NaN radii.
+    metrics.knn_radii_sq(np.full((10, 2), np.nan))
+  probs = np.full((300, 10), 0.1)
+  bad = probs.copy()
+  bad[3, 2] = np.nan
+  for f in (coverage.classifier_score, coverage.predicted_class_histogram):
+    with pytest.raises(ValueError, match="probs contains NaN"):  # Was NaN / a histogram.
+      f(bad)
+  with pytest.raises(ValueError, match="summing to 1"):       # Logits, not probabilities.
+    coverage.classifier_score(probs - 0.2)
+  with pytest.raises(ValueError, match=r"real features must be \[N, D\]"):  # Was IndexError.
+    evaluate.evaluate_features(np.zeros(300), y)
+  with pytest.raises(ValueError, match="one row per sample"):  # Was scored silently.
+    evaluate.evaluate_features(x, y, probs[:5], kid_subsets=2)
+
+
+def test_kid_matches_float64_reference_on_the_same_subsets():
+  # Bińkowski et al.'s unbiased MMD^2 (`polynomial_mmd`, mmd_est='unbiased': diagonals out of
+  # K_XX and K_YY, all of K_XY), on the subsets `_kid_subsets` draws from the same keys.
+  rng = np.random.default_rng(7)
+  real = np.abs(rng.normal(size=(400, 12))).astype(np.float32) * 3
+  fake = np.abs(rng.normal(size=(350, 12))).astype(np.float32) * 3.2
+  m, num = 200, 5
+
+  def mmd(x, y):
+    kxx, kyy, kxy = ((a @ b.T / x.shape[1] + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+    return ((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+  want = []
+  for key in jax.random.split(jax.random.PRNGKey(0), num):
+    k_r, k_f = jax.random.split(key)
+    want.append(mmd(real[np.asarray(jax.random.permutation(k_r, 400))[:m]].astype(np.float64),
+                    fake[np.asarray(jax.random.permutation(k_f, 350))[:m]].astype(np.float64)))
+  mean, std = metrics.kid(real, fake, num_subsets=num, subset_size=m)
+  assert mean == pytest.approx(np.mean(want), rel=1e-5, abs=1e-6)
+  assert std == pytest.approx(np.std(want), rel=1e-4, abs=1e-6)
+
+
+def test_precision_recall_match_brute_force_with_ties_and_padding():
+  # Integer grid points: duplicates and distance ties; 130 and 97 rows, blocks of 32 (padded).
+  rng = np.random.default_rng(8)
+  real = rng.integers(0, 4, size=(130, 3)).astype(np.float32)
+  fake = rng.integers(0, 5, size=(97, 3)).astype(np.float32)
+  k = 3
+  drr, dff, drf = (scipy.spatial.distance.cdist(a, b, "sqeuclidean")
+                   for a, b in ((real, real), (fake, fake), (real, fake)))
+  r_real, r_fake = np.sort(drr, 1)[:, k], np.sort(dff, 1)[:, k]  # Self is the 0th.
+  inside = drf <= r_real[:, None]
+  want = {"precision": inside.any(0).mean(), "recall": (drf <= r_fake[None]).any(1).mean(),
+          "density": inside.sum(0).mean() / k, "coverage": (drf.min(1) <= r_real).mean()}
+  np.testing.assert_allclose(metrics.knn_radii_sq(real, k, block=32), r_real)
+  assert metrics.precision_recall(real, fake, k=k, block=32) == pytest.approx(want)
+
+
+def test_metric_matmuls_ask_for_full_float32():
+  # JAX's default precision on recent GPUs is TF32 (CPU ignores it, so only the program can
+  # be checked here): every dot product of the metrics must request HIGHEST.
+  a = jnp.zeros((8, 4))
+  # pylint: disable-next=protected-access
+  sq_dists, kid_subsets = metrics._sq_dists, metrics._kid_subsets
+  programs = [jax.jit(sq_dists).lower(a, a).as_text(),
+              kid_subsets.lower(a, a, jax.random.PRNGKey(0), subset_size=4,
+                                num_subsets=2).as_text()]
+  dots = [line for text in programs for line in text.splitlines() if "dot_general" in line]
+  assert len(dots) >= 4 and all("HIGHEST" in line for line in dots), dots
 
 
 def test_pictures_strips_class_grids_and_tables(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from genjax import data as data_lib
-from genjax.checkpoint import Checkpointer, abstract_like
+from genjax.checkpoint import Checkpointer, CheckpointMismatchError, abstract_like
 from genjax.train.parallel import shuffled_batches
 from genjax.train.task import ModelState
 
@@ -161,6 +161,11 @@ def features_and_probs(params: Any, images: np.ndarray, batch_size: int = 1000
 
   Fixed-size batches (the last one padded) so a whole split compiles once."""
   images = np.asarray(images)
+  if images.dtype != np.uint8 or images.ndim != 4 or not images.shape[0]:
+    # Float images in [-1, 1] would pass through `to_float` again, silently, as all-black.
+    raise ValueError(f"The classifier takes uint8 images [N>=1, 28, 28, 1] (0..255), got "
+                     f"{images.dtype} {images.shape} (floats in [-1, 1]: "
+                     "genjax.eval.pictures.to_uint8 converts them).")
   n = images.shape[0]
   feats, probs = [], []
   for start in range(0, n, batch_size):
@@ -240,7 +245,12 @@ def load(dataset: str, directory: str | None = None) -> Classifier:
     if ckpt.latest_step() is None:
       raise ClassifierNotFoundError(
           f"{directory} holds no classifier checkpoint for {dataset}. {how}")
-    params, meta = ckpt.restore(abstract_like(init_params(jax.random.PRNGKey(0))))
+    try:
+      params, meta = ckpt.restore(abstract_like(init_params(jax.random.PRNGKey(0))))
+    except CheckpointMismatchError as e:  # Other parameter shapes: meta is never reached.
+      raise ClassifierMismatchError(
+          f"The checkpoint in {directory} is not a {dataset} classifier of architecture "
+          f"{ARCH!r} ({e}). {how}") from e
   if meta.get("dataset") != dataset:
     raise ClassifierMismatchError(
         f"The classifier in {directory} was trained on {meta.get('dataset')!r}, not "

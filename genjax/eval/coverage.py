@@ -14,6 +14,13 @@ def _check_probs(probs) -> np.ndarray:
   if probs.ndim != 2 or probs.shape[0] < 1 or probs.shape[1] < 2:
     raise ValueError(f"probs must be [N, K] with N >= 1 samples and K >= 2 classes, got "
                      f"shape {probs.shape}.")
+  if not np.all(np.isfinite(probs)):
+    raise ValueError("probs contains NaN or inf.")
+  sums = probs.sum(axis=1)
+  if np.any(probs < 0) or not np.allclose(sums, 1.0, atol=1e-3):
+    raise ValueError(f"probs must be non-negative rows summing to 1 (a softmax), got values in "
+                     f"[{probs.min():.3g}, {probs.max():.3g}], row sums in "
+                     f"[{sums.min():.4g}, {sums.max():.4g}].")
   return probs
 
 

@@ -60,6 +60,12 @@ def evaluate_features(real_features: np.ndarray, fake_features: np.ndarray,
                       seed: int = 0) -> dict[str, Any]:
   """All metrics of generated features against real ones (plus class-probability metrics
   when `fake_probs` [M, K] is given)."""
+  for name, feats in (("generated", fake_features), ("real", real_features)):
+    if np.ndim(feats) != 2:
+      raise ValueError(f"{name} features must be [N, D], got shape {np.shape(feats)}.")
+  if fake_probs is not None and np.shape(fake_probs)[:1] != np.shape(fake_features)[:1]:
+    raise ValueError(f"{np.shape(fake_features)[0]} generated features but class "
+                     f"probabilities of shape {np.shape(fake_probs)}: one row per sample.")
   dim = np.shape(real_features)[1]
   for name, feats in (("generated", fake_features), ("real", real_features)):
     if np.shape(feats)[0] < dim:
