@@ -15,15 +15,21 @@ EXPORT_KEY_TAG = 0xE4907
 def generate(task, state, key: jax.Array, num: int, batch_size: int = 1000
              ) -> tuple[np.ndarray, np.ndarray | None]:
   """`num` samples as uint8, in fixed-size jitted batches; labels cycle 0..9 when the task
-  is conditional."""
+  is conditional. A non-finite sample is an error: as uint8 it would be scored as black."""
   sample = jax.jit(task.sample, static_argnums=2)
   labels = np.arange(num) % NUM_CLASSES if task.conditional else None
   out = []
   for i, start in enumerate(range(0, num, batch_size)):
     n = min(batch_size, num - start)
     batch_labels = None if labels is None else jax.numpy.asarray(labels[start:start + n])
-    out.append(to_uint8(jax.device_get(
-        sample(state, jax.random.fold_in(key, i), n, batch_labels))))
+    images = np.asarray(jax.device_get(
+        sample(state, jax.random.fold_in(key, i), n, batch_labels)))
+    if not np.isfinite(images).all():
+      bad = int((~np.isfinite(images)).reshape(n, -1).any(axis=1).sum())
+      raise FloatingPointError(
+          f"The model produced {bad} non-finite sample(s) (NaN/Inf) among images "
+          f"{start}..{start + n - 1}; refusing to write or score them as black images.")
+    out.append(to_uint8(images))
   return np.concatenate(out), labels
 
 

@@ -247,3 +247,21 @@ def test_pictures_strips_class_grids_and_tables(tmp_path):
   assert os.path.exists(pictures.save_image(g, str(tmp_path / "g.png")))
   table = pictures.markdown_table([{"model": "gan", "fid": 12.3456}, {"model": "vae"}])
   assert table == "| model | fid |\n|---|---|\n| gan | 12.35 |\n| vae |  |\n"
+
+
+def test_sample_export_refuses_non_finite_samples():
+  """A generator that produced NaN must not reach FID as a batch of black images."""
+  from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
+
+  from genjax.sampling import generate  # pylint: disable=import-outside-toplevel
+
+  def sample(state, key, num, labels=None):  # state 1: the last image of a batch is NaN.
+    del key, labels
+    return jnp.zeros((num, 28, 28, 1)).at[num - 1, 0, 0, 0].set(
+        jnp.where(state > 0, jnp.nan, 0.0))
+
+  task = SimpleNamespace(sample=sample, conditional=False)
+  images, _ = generate(task, jnp.int32(0), jax.random.PRNGKey(0), 3, batch_size=4)
+  assert images.dtype == np.uint8 and images.shape == (3, 28, 28, 1)
+  with pytest.raises(FloatingPointError, match=r"1 non-finite sample.*images 0\.\.2"):
+    generate(task, jnp.int32(1), jax.random.PRNGKey(0), 3, batch_size=4)
