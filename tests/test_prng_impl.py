@@ -62,3 +62,15 @@ def test_checkpoint_of_another_prng_is_named(tmp_path):
   train(tmp_path / "run", 1, "threefry2x32")
   with pytest.raises(ck.CheckpointMismatchError, match="key"):
     train(tmp_path / "run", 2, "philox2x32")
+
+
+@needs_philox
+def test_checkpoint_of_a_same_shaped_prng_is_named(tmp_path):
+  """threefry2x32 and philox4x32 keys are both uint32[2]: only the meta can tell them apart."""
+  train(tmp_path / "run", 1, "threefry2x32")
+  config_path = tmp_path / "run" / "config.json"
+  saved_config = config_path.read_text()
+  with pytest.raises(ValueError, match=r"prng_impl='threefry2x32'; this config has "
+                                       r"'philox4x32'"):
+    train(tmp_path / "run", 2, "philox4x32")
+  assert config_path.read_text() == saved_config  # The run's own config is kept.

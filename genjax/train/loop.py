@@ -158,10 +158,20 @@ def _restore_latest(setup: Setup, ckpt: Checkpointer) -> tuple[Any, dict]:
   return state, meta
 
 
-def check_resumable(meta: dict, steps_per_epoch: int, directory: str) -> None:
+def check_resumable(meta: dict, steps_per_epoch: int, directory: str,
+                    prng_impl: str | None = None) -> None:
   """A resumed run must keep its steps per epoch (batch size, training split): checkpoints
   and metrics are numbered epoch x steps per epoch, and a renumbered run would overwrite
-  nothing and lose its new checkpoints."""
+  nothing and lose its new checkpoints. It must also keep its PRNG: threefry2x32 and
+  philox4x32 keys have one shape, so only the meta (written since 2026-12-02) tells them
+  apart."""
+  saved_prng = meta.get("prng_impl")
+  if prng_impl is not None and saved_prng is not None and saved_prng != prng_impl:
+    raise ValueError(
+        f"The checkpoint of epoch {meta.get('epoch')} in {directory} was made with "
+        f"prng_impl={saved_prng!r}; this config has {prng_impl!r}. Resume with "
+        f"--config.prng_impl={saved_prng}, or start a new work directory from its parameters "
+        "with --config.init_from.")
   saved = meta.get("steps_per_epoch")
   if saved is not None and int(saved) != steps_per_epoch:
     raise ValueError(
@@ -176,7 +186,7 @@ def _restore_or_init(setup: Setup, ckpt: Checkpointer,
   """(state, epoch) from the latest good checkpoint, else a fresh state at epoch 0."""
   if ckpt.latest_step() is not None:
     state, meta = _restore_latest(setup, ckpt)
-    check_resumable(meta, steps_per_epoch, ckpt.directory)
+    check_resumable(meta, steps_per_epoch, ckpt.directory, setup.config.prng_impl)
     return state, int(meta["epoch"])
   fresh = setup.init(jax.random.PRNGKey(setup.config.seed))
   if setup.config.init_from:
@@ -321,8 +331,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           if writes:
             pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
         if epoch % config.checkpoint_every == 0 or last:
-          ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch},
-                    metrics=scalars)
+          ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch,
+                                       "prng_impl": config.prng_impl}, metrics=scalars)
         if stop and epoch < config.epochs:
           logging.warning("genjax: SIGTERM; checkpointed epoch %d in %s, exiting. Run again "
                           "to resume.", epoch, ckpt.directory)
