@@ -1,10 +1,11 @@
-"""The tutorial MLP GAN: exact architecture, PyTorch-style initialisation, clear shape errors."""
+"""The tutorial MLP GAN: exact architecture, PyTorch-style initialisation, clear shape errors;
+DCGAN shape and spectral-norm checks."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.models import MLPDiscriminator, MLPGenerator
+from genjax.models import DCDiscriminator, DCGenerator, MLPDiscriminator, MLPGenerator
 
 
 def _count(params):
@@ -71,3 +72,27 @@ def test_bf16_compute_keeps_fp32_params():
   p = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 100)))
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p))
   assert g.apply(p, jnp.ones((2, 100))).dtype == jnp.float32
+
+
+def test_dcgan_generator_refuses_image_sizes_it_cannot_make():
+  # G upsamples an (H/4)x(W/4) map twice by 2: any other size came out 4*(H//4) silently.
+  z = jnp.zeros((2, 100))
+  with pytest.raises(ValueError, match=r"image_shape \(30, 30, 1\).*divisible by 4"):
+    DCGenerator(width=4, image_shape=(30, 30, 1)).init(jax.random.PRNGKey(0), z, train=False)
+  g = DCGenerator(width=4, image_shape=(32, 32, 3))
+  assert g.apply(g.init(jax.random.PRNGKey(0), z, train=False), z, train=False).shape == (
+      2, 32, 32, 3)
+
+
+def test_spectral_norm_covers_the_projection_discriminator_embedding():
+  # Miyato & Koyama's projection D normalises every layer, the class embedding included:
+  # scaling the embedding then leaves the logits unchanged.
+  d = DCDiscriminator(width=4, num_classes=10, spectral_norm=True)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 28, 28, 1))
+  labels = jnp.array([0, 3, 7])
+  variables = d.init(jax.random.PRNGKey(1), x, labels, train=False)
+  params = variables["params"]
+  scaled = {**variables, "params": {**params, "Embed_0": {
+      "embedding": 10.0 * params["Embed_0"]["embedding"]}}}
+  np.testing.assert_allclose(d.apply(scaled, x, labels, train=False),
+                             d.apply(variables, x, labels, train=False), rtol=1e-4, atol=1e-5)

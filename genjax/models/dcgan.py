@@ -10,7 +10,10 @@ D: x[28,28,C] -> Conv w s2 -> LReLU(0.2) -> Conv 2w s2 -> LReLU -> flatten -> De
    `spectral_norm=True` every D layer is wrapped in `nn.SpectralNorm`, whose power-iteration
    vector lives in the 'batch_stats' collection (updated only when `train=True`).
 The conditional D is a projection discriminator (Miyato & Koyama 2018):
-   logit = psi(h) + <embed(y), h>, with h the flattened features.
+   logit = psi(h) + <embed(y), h>, with h the flattened features; under spectral norm the
+   class embedding is normalised too, as in the public implementations.
+Initialisation is flax's default (LeCun-normal kernels, zero biases), not the paper's
+N(0, 0.02).
 """
 from __future__ import annotations
 
@@ -58,6 +61,9 @@ class DCGenerator(nn.Module):
   def __call__(self, z: jax.Array, labels: jax.Array | None = None, train: bool = True
                ) -> jax.Array:
     check_input(z, (self.latent_dim,), type(self).__name__)
+    if self.image_shape[0] % 4 or self.image_shape[1] % 4:
+      raise ValueError(f"{type(self).__name__} upsamples an (H/4)x(W/4) map twice by 2: "
+                       f"image_shape {tuple(self.image_shape)} needs H and W divisible by 4.")
     h0, w0 = self.image_shape[0] // 4, self.image_shape[1] // 4  # 7x7 for 28x28.
     x = z
     if self.conditional:
@@ -101,6 +107,6 @@ class DCDiscriminator(nn.Module):
     logit = sn(dense(1, dtype=self.dtype))(h)[:, 0]                          # [B]
     if self.conditional:
       _check_labels(labels, h.shape[0], type(self).__name__)
-      embed = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype)(labels)  # [B, F]
+      embed = sn(nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype))(labels)  # [B, F]
       logit = logit + jnp.sum(embed * h, axis=-1)
     return logit.astype(jnp.float32)
