@@ -150,3 +150,34 @@ def test_bf16_matmul_convolutions_track_xla_fp32(module):
   got = module.clone(dtype=jnp.bfloat16).apply(params, x)
   assert got.dtype == jnp.bfloat16  # the module's compute dtype, as on XLA's path
   np.testing.assert_allclose(np.asarray(got, np.float32), want, atol=5e-2, rtol=2e-2)
+
+
+def test_bf16_product_differentiates_under_shard_map_with_a_replicated_weight():
+  """Under shard_map a replicated (device-invariant) kernel meets per-device activations, as
+  D's parameters do in G's objective: the custom VJP must give the kernel's gradient summed
+  over devices, as jnp.dot would, not a per-device gradient of the wrong type."""
+  from jax.sharding import Mesh, PartitionSpec as P  # pylint: disable=import-outside-toplevel
+
+  x, w = _operands(m=4, k=8, n=3)
+  x = x.astype(jnp.bfloat16)
+  loss = lambda x, w: jnp.sum(mixed_matmul(x, w) ** 2)  # noqa: E731
+  mesh = Mesh(jax.devices()[:1], ("data",))
+  dx, dw = jax.jit(jax.shard_map(jax.grad(loss, argnums=(0, 1)), mesh=mesh,
+                                 in_specs=(P("data"), P()), out_specs=(P("data"), P())))(x, w)
+  ref_dx, ref_dw = jax.grad(loss, argnums=(0, 1))(x, w)
+  np.testing.assert_array_equal(np.asarray(dx), np.asarray(ref_dx))
+  np.testing.assert_allclose(np.asarray(dw), np.asarray(ref_dw), rtol=1e-6)
+
+
+def test_bf16_dense_adds_its_bias_in_fp32():
+  """The bias joins the fp32 product in fp32: its value and its gradient (a sum over the
+  batch) are not rounded to bf16, so splitting a batch over devices leaves it unchanged."""
+  layer = dense(3, dtype=jnp.bfloat16)
+  x = jax.random.normal(jax.random.PRNGKey(0), (64, 5))
+  params = layer.init(jax.random.PRNGKey(1), x)
+  params = jax.tree.map(lambda p: p + 1e-3 * jnp.arange(p.size).reshape(p.shape), params)
+  g = jax.random.normal(jax.random.PRNGKey(2), (64, 3))
+  grad = jax.grad(lambda p: jnp.sum(layer.apply(p, x) * g))(params)["params"]["bias"]
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(g.sum(0)), rtol=1e-6)
+  y0 = layer.apply(params, jnp.zeros_like(x))  # The bias alone.
+  np.testing.assert_array_equal(np.asarray(y0[0]), np.asarray(params["params"]["bias"]))

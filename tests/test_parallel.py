@@ -13,14 +13,15 @@ from genjax import config as config_lib, data
 from genjax.train import parallel
 from genjax.train.loop import build
 
-mode, dropout = sys.argv[1], float(sys.argv[2])
+mode, dropout, dtype = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 assert jax.device_count() == 8, jax.devices()
 ds = data.load("digits", "train")
 batch_u8 = ds.images[:64]
 out = {}
 for n in (1, 8):
   config = config_lib.override(config_lib.base_config(), {
-      "num_devices": n, "parallel": mode, "model_args.dropout_rate": dropout})
+      "num_devices": n, "parallel": mode, "model_args.dropout_rate": dropout,
+      "compute_dtype": dtype})
   setup = build(config, ds.images)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(0)), setup.mesh)
   batch = {"image": data.to_float(batch_u8), "label": ds.labels[:64]}
@@ -42,12 +43,15 @@ print(json.dumps({"param_diff": diff, "metric_diff": mdiff, "devices": out["devi
 """
 
 
-@pytest.mark.parametrize("mode,dropout", [("jit", 0.3), ("shard_map", 0.0)])
-def test_eight_devices_equal_one(mode, dropout):
+@pytest.mark.parametrize("mode,dropout,dtype", [("jit", 0.3, "float32"),
+                                                ("shard_map", 0.0, "float32"),
+                                                ("shard_map", 0.0, "bfloat16")])
+def test_eight_devices_equal_one(mode, dropout, dtype):
   """'jit' mode draws every random number for the global batch, so it matches the
   single-device step with dropout on. 'shard_map' draws dropout masks per device, so it is
-  compared with dropout off: that isolates its gradient pmean, which must be exact."""
-  proc = run_python(["-c", _COMPARE, mode, str(dropout)], devices=8)
+  compared with dropout off: that isolates its gradient pmean, which must be exact. In bf16
+  it also runs the custom-VJP products with D's replicated kernels in G's objective."""
+  proc = run_python(["-c", _COMPARE, mode, str(dropout), dtype], devices=8)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result["devices"] == 8 and result["replicas_equal"]
   assert result["param_diff"] < 1e-5, result

@@ -55,6 +55,27 @@ def _bf16_matmul_bwd(w_dtype, residuals, g):
 _bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
 
 
+def _varying_axes(a: jax.Array) -> frozenset:
+  """The manual mesh axes `a` varies over: `.vma` on jax < 0.10, `.manual_axis_type` after."""
+  aval = jax.typeof(a)
+  if hasattr(aval, "vma"):
+    return frozenset(aval.vma)
+  return frozenset(getattr(getattr(aval, "manual_axis_type", None), "varying", ()))
+
+
+def _common_manual_axes(x: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Under `shard_map`, `x` and `w` marked varying over the same mesh axes. JAX's own
+  products do this implicitly (and psum the gradient of an invariant operand); a custom VJP
+  must return each cotangent with its operand's type, so the cast goes before it, and its
+  transpose does that psum."""
+  vx, vw = _varying_axes(x), _varying_axes(w)
+  if vx - vw:
+    w = lax.pcast(w, tuple(sorted(vx - vw)), to="varying")
+  if vw - vx:
+    x = lax.pcast(x, tuple(sorted(vw - vx)), to="varying")
+  return x, w
+
+
 def mixed_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   """x [..., k] @ w [k, n]: a bf16 `x` with a bf16 or fp32 `w` gives an fp32 result (bf16
   operands, fp32 accumulation; `w`'s gradient in `w`'s dtype); other dtypes an ordinary
@@ -63,14 +84,14 @@ def mixed_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
   if x.dtype != jnp.bfloat16 or w.dtype not in (jnp.bfloat16, jnp.float32):
     out = x @ w
   else:
-    out = _bf16_matmul(x, w, w.dtype)
+    out = _bf16_matmul(*_common_manual_axes(x, w), w.dtype)
   return out.reshape(lead + (w.shape[-1],))
 
 
 class Dense(nn.Dense):
   """`nn.Dense` whose bf16 compute multiplies bf16 inputs with the uncast kernel through
-  `mixed_matmul` (fp32 accumulation and result, the kernel's gradient in the parameters'
-  dtype), whatever `dot_general` it is given. Same parameters and names as `nn.Dense`; other
+  `mixed_matmul` (fp32 accumulation and result, the kernel's and the bias's gradients in the
+  parameters' dtype), whatever `dot_general` it is given. Same parameters and names as `nn.Dense`; other
   compute dtypes (or parameters neither fp32 nor bf16) are `nn.Dense` itself."""
 
   @nn.compact
@@ -82,7 +103,9 @@ class Dense(nn.Dense):
     y = mixed_matmul(inputs.astype(jnp.bfloat16), kernel)
     if self.use_bias:
       bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-      y = y + bias.astype(jnp.bfloat16)
+      # Added to the fp32 product in fp32: a bf16 cast here would round the bias and, on the
+      # way back, its gradient (summed over the batch) to bf16.
+      y = y + bias.astype(jnp.float32)
     return y
 
 
