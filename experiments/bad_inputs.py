@@ -5,6 +5,7 @@ table for experiments/RESULTS.md (generated, so it cannot drift from the code).
 """
 from __future__ import annotations
 
+import gzip
 import os
 import sys
 import tempfile
@@ -22,6 +23,8 @@ import mlp_gan  # pylint: disable=wrong-import-position
 from genjax import checkpoint as ck  # pylint: disable=wrong-import-position
 from genjax import config as config_lib  # pylint: disable=wrong-import-position
 from genjax import data  # pylint: disable=wrong-import-position
+from genjax.data import idx  # pylint: disable=wrong-import-position
+from genjax.eval import classifier  # pylint: disable=wrong-import-position
 from genjax.train import loop  # pylint: disable=wrong-import-position
 
 TMP = tempfile.mkdtemp(prefix="genjax_bad_inputs_")
@@ -53,6 +56,26 @@ def saved_gan(name: str, latent_dim: int, damage: bool = False,
   if damage:
     os.remove(os.path.join(wd, "checkpoints", "1", "meta", "metadata"))
   return wd
+
+
+def corrupt_gzip_idx() -> str:
+  """A data directory whose MNIST test images are a gzip stream with damaged bytes."""
+  folder = os.path.join(TMP, "corrupt_data", "mnist")
+  os.makedirs(folder, exist_ok=True)
+  raw = gzip.compress(idx.encode_idx(np.arange(10 * 28 * 28, dtype=np.uint8).reshape(
+      10, 28, 28)))
+  raw = raw[:40] + bytes(8) + raw[48:]
+  with open(os.path.join(folder, "t10k-images-idx3-ubyte.gz"), "wb") as f:
+    f.write(raw)
+  with open(os.path.join(folder, "t10k-labels-idx1-ubyte"), "wb") as f:
+    f.write(idx.encode_idx(np.zeros(10, np.uint8)))
+  return os.path.dirname(folder)
+
+
+def resumed_under_another_prng():
+  """A run checkpointed under threefry2x32, resumed under philox4x32 (same key shape)."""
+  train_with(config=smoke(prng_impl="threefry2x32"), name="prng")
+  train_with(config=smoke(prng_impl="philox4x32", epochs=2), name="prng")
 
 
 def restore_into(wd: str, latent_dim: int):
@@ -93,6 +116,8 @@ CASES = [
         digits(images=np.zeros((1438, 28, 28, 1), np.uint8)))),
     ("data: IDX dataset, data dir missing", lambda: data.load(
         "mnist", "train", data_dir=os.path.join(TMP, "nowhere"), source="idx")),
+    ("data: IDX file with corrupt gzip data", lambda: data.load(
+        "mnist", "test", data_dir=corrupt_gzip_idx(), source="idx")),
     ("checkpoint: other architecture (latent_dim 100 -> 64)", lambda: restore_into(
         saved_gan("arch", 100), 64)),
     ("checkpoint: every step damaged", lambda: restore_into(
@@ -100,7 +125,11 @@ CASES = [
     ("checkpoint: resumed with another batch size (64 -> 128)", lambda: train_with(
         config=smoke(batch_size=128),
         name=os.path.basename(saved_gan("resized", smoke().latent_dim, steps_per_epoch=22)))),
+    ("checkpoint: resumed under another PRNG (threefry2x32 -> philox4x32)",
+     resumed_under_another_prng),
     ("checkpoint: best kept by a metric the run lacks", lambda: save_keeping_best_by("gloss")),
+    ("evaluation: float images given to the feature classifier", lambda:
+     classifier.features_and_probs(None, np.zeros((4, 28, 28, 1), np.float32))),
     ("workdir: not a genjax work directory", lambda: loop.load_trained(TMP)),
 ]
 
