@@ -55,7 +55,8 @@ def kl_to_uniform(histogram) -> float:
 
 def classifier_score(probs) -> float:
   """The Inception-score analogue exp(E_x KL(p(y|x) || p(y))), in [1, K]: high when each
-  sample is confidently one class and the classes are balanced."""
+  sample is confidently one class and the classes are balanced. Computed over all samples at
+  once; the Inception score's usual mean over 10 splits is not taken."""
   probs = _check_probs(probs)
   marginal = probs.mean(axis=0, keepdims=True)
   kl = np.sum(probs * (np.log(probs + _EPS) - np.log(marginal + _EPS)), axis=1)
