@@ -98,3 +98,102 @@ def test_kernels_drawn_as_a_matrix_equal_flax_initial_values_under_every_prng(im
     a, b = ours.init(key, x)["params"]["kernel"], ref.init(key, x)["params"]["kernel"]
     assert a.shape == b.shape == (3, 3, 2, 4)
     np.testing.assert_array_equal(a, b)
+
+
+# bf16 compute (fp32 parameters): DCGAN's strided 4x4 (im2col), a narrowing 3x3 (product
+# first), a causal-masked 3x3 (skipped taps) and DCGAN's transposed 4x4 (phases).
+BF16_CASES = {"im2col": (Conv, (16, (4, 4), (2, 2)), 8, None),
+              "product_first": (Conv, (2, (3, 3), (1, 1)), 8, None),
+              "masked": (Conv, (6, (3, 3), (1, 1)), 4, "B"),
+              "transpose": (ConvTranspose, (8, (4, 4), (2, 2)), 8, None)}
+
+
+def _bf16_layer(case, impl="matmul", batch=4):
+  """(bf16 layer, its fp32 flax twin, perturbed fp32 params, bf16-exact input and cotangent)."""
+  cls, (features, kernel, strides), cin, mask_type = BF16_CASES[case]
+  mask = None
+  if mask_type:
+    from genjax.models.pixelcnn import causal_mask  # pylint: disable=import-outside-toplevel
+    mask = causal_mask(3, mask_type, cin, features)
+  layer = cls(features, kernel, strides, impl=impl, dtype=jnp.bfloat16,
+              **({"mask": mask} if cls is Conv else {}))
+  ref = (nn.ConvTranspose if cls is ConvTranspose else nn.Conv)(
+      features, kernel, strides, padding="SAME", precision=jax.lax.Precision.HIGHEST,
+      **({"mask": None if mask is None else jnp.asarray(mask)} if cls is Conv else {}))
+  bf16 = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)  # noqa: E731
+  x = bf16(jax.random.normal(jax.random.PRNGKey(0), (batch, 14, 14, cin)))
+  params = _perturbed(layer.init(jax.random.PRNGKey(1), x))
+  c = bf16(jax.random.normal(jax.random.PRNGKey(2), jax.eval_shape(ref.apply, params, x).shape))
+  return layer, ref, params, x, c
+
+
+def _param_grads(module, params, x, c):
+  loss = lambda p: jnp.sum(module.apply(p, x).astype(jnp.float32) * c)  # noqa: E731
+  return jax.jit(jax.grad(loss))(params)["params"]
+
+
+def _close(got, want, rtol):  # relative to the gradient's largest entry (sums cancel)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("case", list(BF16_CASES))
+def test_bf16_matmul_forms_give_fp32_kernel_and_bias_gradients(case):
+  """bf16 x bf16 products summed in fp32: the kernel's and the bias's gradients equal fp32
+  gradients of the same bf16-rounded operands to fp32 rounding, not bf16's ~4e-3 (the old
+  code cast kernel and bias to bf16 before the product, rounding both gradients)."""
+  layer, ref, params, x, c = _bf16_layer(case)
+  assert layer.apply(params, x).dtype == jnp.bfloat16  # the compute dtype, as before
+  got = _param_grads(layer, params, x, c)
+  rounded = jax.tree.map(lambda a: a.astype(jnp.bfloat16).astype(jnp.float32), params)
+  want = _param_grads(ref, rounded, x, c)  # bf16 kernel; the bias is added unrounded
+  _close(got["kernel"], want["kernel"], 1e-5)
+  _close(got["bias"], c.sum((0, 1, 2)), 1e-6)
+
+
+@pytest.mark.parametrize("case", ["im2col", "transpose"])
+def test_bf16_gradient_of_a_batch_is_the_sum_of_its_halves(case):
+  """What a batch split over devices relies on: per-device gradients summed equal the whole
+  batch's to fp32 rounding (bf16 rounding of each gradient made them differ by ~2e-3)."""
+  layer, _, params, x, c = _bf16_layer(case, batch=8)
+  whole = _param_grads(layer, params, x, c)
+  halves = [_param_grads(layer, params, x[i:i + 4], c[i:i + 4]) for i in (0, 4)]
+  for name in ("kernel", "bias"):
+    _close(halves[0][name] + halves[1][name], whole[name], 1e-5)
+
+
+@pytest.mark.parametrize("case", ["im2col", "transpose"])
+def test_bf16_xla_form_adds_its_bias_in_fp32(case):
+  """XLA's convolutions (GPU/TPU) convolve bf16 into bf16 as flax does; the bias joins in fp32,
+  so its gradient is an fp32 sum. The kernel's gradient may be rounded to bf16 (by the kernel's
+  cast; XLA:CPU computes it in fp32 and skips that rounding): checked to bf16 precision only."""
+  layer, ref, params, x, c = _bf16_layer(case, impl="xla")
+  assert layer.apply(params, x).dtype == jnp.bfloat16
+  got = _param_grads(layer, params, x, c)
+  _close(got["bias"], c.sum((0, 1, 2)), 1e-6)
+  rounded = jax.tree.map(lambda a: a.astype(jnp.bfloat16).astype(jnp.float32), params)
+  _close(got["kernel"], _param_grads(ref, rounded, x, c)["kernel"], 1e-2)
+
+
+def _dots(jaxpr) -> list:
+  """(operand dtypes, result dtype) of every dot_general, nested bodies included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append((tuple(str(v.aval.dtype) for v in eqn.invars), str(eqn.outvars[0].aval.dtype)))
+    for p in eqn.params.values():
+      inner = getattr(p, "jaxpr", None)
+      if inner is not None:
+        found += _dots(getattr(inner, "jaxpr", inner))
+  return found
+
+
+@pytest.mark.parametrize("case", list(BF16_CASES))
+def test_bf16_matmul_forms_multiply_bf16_operands_forward_and_backward(case):
+  """The fp32 kernel is cast inside `mixed_matmul`: every product, the gradients' included,
+  stays bf16 x bf16 -> fp32 (the fast path on bf16 matrix units)."""
+  layer, _, params, x, c = _bf16_layer(case)
+  loss = lambda p, x: jnp.sum(layer.apply(p, x).astype(jnp.float32) * c)  # noqa: E731
+  dots = _dots(jax.make_jaxpr(jax.grad(loss, (0, 1)))(params, x).jaxpr)
+  assert len(dots) == 3, dots  # forward, input and kernel gradients
+  assert all(d == (("bfloat16", "bfloat16"), "float32") for d in dots), dots

@@ -13,6 +13,19 @@ initialisation and the result equal flax's `nn.Conv` / `nn.ConvTranspose` (with
 `transpose_kernel=False`; tested to float rounding), so checkpoints do not depend on the
 implementation. `impl='auto'` uses these forms on CPU and XLA's own convolutions elsewhere
 (cuDNN and TPU convolutions are fast).
+
+bf16 compute (`dtype=jnp.bfloat16`; parameters stay fp32) keeps the parameters' gradients
+fp32 as `mixed_dot.Dense` does. The matmul forms take the fp32 kernel: `mixed_matmul` casts it
+to bf16 inside the product (bf16 x bf16 -> fp32) and returns its gradient unrounded, in fp32.
+The bias is added in fp32 to the fp32 product, and only the sum is cast to the bf16 output: its
+value is not rounded before the add, nor its gradient (a sum over batch and positions) after.
+XLA's form (`impl='xla'`) casts the kernel to bf16 and convolves in bf16 as flax does, then
+adds the fp32 bias to the result in fp32: the bias's gradient is fp32 too; the kernel's leaves
+a bf16 convolution and the cast, rounded to bf16 (~2e-3 relative) where that convolution runs
+in bf16 (XLA:CPU runs it in fp32 and, excess precision allowed, skips the rounding). lax's
+`preferred_element_type=float32` would not change that and would make both gradient
+convolutions fp32 x fp32 (its transpose rules cast the bf16 operand to the fp32 cotangent's
+dtype); only a custom VJP would keep them bf16. Other compute dtypes are as in flax.
 """
 from __future__ import annotations
 
@@ -72,9 +85,13 @@ def _tap_columns(kernel: jax.Array, taps: Sequence[tuple[int, int]]) -> jax.Arra
 
 
 def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-                taps: Sequence[tuple[int, int]] | None = None) -> jax.Array:
+                taps: Sequence[tuple[int, int]] | None = None, out_dtype: Any = None
+                ) -> jax.Array:
   """`lax.conv_general_dilated(x, kernel, strides, 'SAME', ('NHWC', 'HWIO', 'NHWC'))` by
   im2col: x [B, H, W, C], kernel [kh, kw, C, O] -> [B, ceil(H/sy), ceil(W/sx), O].
+
+  The result is in `out_dtype`, x's by default; for a bf16 x, float32 leaves `mixed_matmul`'s
+  fp32 sum unrounded (the kernel may be fp32 then: it is cast inside the product).
 
   `taps` (default: all) names the kernel taps to compute; leaving out taps whose kernel
   entries are zero (a causal mask's, see `live_taps`) gives the same result with that much
@@ -87,21 +104,23 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   x = jnp.pad(x, ((0, 0), _conv_same_padding(h, kh, sy), _conv_same_padding(w, kw, sx),
                   (0, 0)))
   out_hw = (-(-h // sy), -(-w // sx))
+  out_dtype = x.dtype if out_dtype is None else out_dtype
   if not taps:
-    return jnp.zeros((b, *out_hw, o), x.dtype)
+    return jnp.zeros((b, *out_hw, o), out_dtype)
   patches = jnp.concatenate([_view(x, ty, tx, strides, out_hw) for ty, tx in taps], -1)
   if taps == every:
     weights = kernel.reshape(-1, o)  # the kernel's own (ty, tx, c) layout
   else:
     weights = jnp.stack([kernel[ty, tx] for ty, tx in taps]).reshape(len(taps) * c, o)
-  return mixed_matmul(patches, weights).astype(x.dtype)
+  return mixed_matmul(patches, weights).astype(out_dtype)
 
 
 def conv_product_first(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-                       taps: Sequence[tuple[int, int]] | None = None) -> jax.Array:
+                       taps: Sequence[tuple[int, int]] | None = None, out_dtype: Any = None
+                       ) -> jax.Array:
   """The same convolution as `conv_im2col`, the product first: every input pixel times all
   taps' [C, O] kernels at once (one matmul to [B, H, W, taps * O]), then each tap's O
-  channels read at its strided offset and summed.
+  channels read at its strided offset and summed. Result in `out_dtype` (as `conv_im2col`).
 
   im2col copies taps * C numbers per output pixel, this form computes taps * O per input
   pixel: it is the cheaper one when the convolution narrows, O * sy * sx < C (a decoder's
@@ -112,14 +131,15 @@ def conv_product_first(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   taps = _all_taps(kh, kw) if taps is None else list(taps)
   sy, sx = strides
   out_hw = (-(-h // sy), -(-w // sx))
+  out_dtype = x.dtype if out_dtype is None else out_dtype
   if not taps:
-    return jnp.zeros((b, *out_hw, o), x.dtype)
+    return jnp.zeros((b, *out_hw, o), out_dtype)
   z = mixed_matmul(x, _tap_columns(kernel, taps))  # [B, H, W, taps * O]
   z = jnp.pad(z, ((0, 0), _conv_same_padding(h, kh, sy), _conv_same_padding(w, kw, sx),
                   (0, 0)))
   parts = jnp.split(z, len(taps), axis=-1)
   y = sum(_view(part, ty, tx, strides, out_hw) for part, (ty, tx) in zip(parts, taps))
-  return y.astype(x.dtype)
+  return y.astype(out_dtype)
 
 
 def _transpose_same_padding(kernel: int, stride: int) -> tuple[int, int]:
@@ -142,8 +162,8 @@ def _shift(v: jax.Array, dy: int, dx: int) -> jax.Array:
   return lax.pad(v, zero, ((0, 0, 0), (dy, -dy, 0), (dx, -dx, 0), (0, 0, 0)))
 
 
-def conv_transpose_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int]
-                          ) -> jax.Array:
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                          out_dtype: Any = None) -> jax.Array:
   """`lax.conv_transpose(x, kernel, strides, 'SAME', ('NHWC', 'HWIO', 'NHWC'))` without the
   dilated input's zeros. x [B, H, W, C], kernel [kh, kw, C, O] -> [B, H*sy, W*sx, O].
 
@@ -154,7 +174,7 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   reshape (depth-to-space). Forward and gradients are matmuls, pads, slices and a transpose;
   placing each tap with an interior-padded `lax.pad` instead (col2im) gave the same forward
   time but a 3-5x slower gradient on XLA:CPU (35 against 6.7 ms for a 64 -> 64 stride-2 3x3
-  layer at batch 100, fp32, 2-core Xeon)."""
+  layer at batch 100, fp32, 2-core Xeon). Result in `out_dtype` (as `conv_im2col`)."""
   b, h, w, _ = x.shape
   kh, kw, _, o = kernel.shape
   sy, sx = strides
@@ -170,7 +190,8 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   empty = jnp.zeros((b, h, w, o), parts[0].dtype)  # a phase no tap reaches (kernel < stride)
   out = jnp.stack([jnp.stack([phases.get((py, px), empty) for px in range(sx)], axis=3)
                    for py in range(sy)], axis=2)  # [B, H, sy, W, sx, O]
-  return out.reshape((b, h * sy, w * sx, o)).astype(x.dtype)
+  out_dtype = x.dtype if out_dtype is None else out_dtype
+  return out.reshape((b, h * sy, w * sx, o)).astype(out_dtype)
 
 
 def _drawn_as_matrix(init):
@@ -184,15 +205,22 @@ def _drawn_as_matrix(init):
   return draw
 
 
-def _kernel_and_bias(module: nn.Module, x: jax.Array, mask=None):
+def _kernel_and_bias(module: nn.Module, x: jax.Array, matmul: bool, mask=None):
   """flax's Conv/ConvTranspose parameters (fp32 `kernel` [kh, kw, in, out], lecun-normal;
-  `bias` [out], zeros), the kernel masked, all cast to the module's compute dtype."""
+  `bias` [out], zeros), the kernel masked, and `x` in the module's compute dtype: returns
+  (x, kernel, bias, the dtype to sum product and bias in). For bf16 compute the sum is fp32,
+  the bias stays fp32 and so does the kernel of the matmul forms (`mixed_matmul` casts it);
+  XLA's form gets a bf16 kernel. Other compute dtypes cast all to it, as flax does."""
   kernel = module.param("kernel", _drawn_as_matrix(nn.initializers.lecun_normal()),
                         tuple(module.kernel_size) + (x.shape[-1], module.features), jnp.float32)
   bias = module.param("bias", nn.initializers.zeros_init(), (module.features,), jnp.float32)
   if mask is not None:
     kernel = kernel * mask
-  return nn.dtypes.promote_dtype(x, kernel, bias, dtype=module.dtype)
+  dtype = jnp.dtype(nn.dtypes.canonicalize_dtype(x, kernel, bias, dtype=module.dtype))
+  x = jnp.asarray(x, dtype)
+  if dtype != jnp.bfloat16:
+    return x, kernel.astype(dtype), bias.astype(dtype), dtype
+  return x, kernel if matmul else kernel.astype(dtype), bias, jnp.float32
 
 
 class Conv(nn.Module):
@@ -209,15 +237,16 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x, kernel, bias = _kernel_and_bias(self, x, self.mask)
-    if _use_matmul(self.impl):
+    matmul = _use_matmul(self.impl)
+    x, kernel, bias, acc = _kernel_and_bias(self, x, matmul, self.mask)
+    if matmul:
       narrows = self.features * self.strides[0] * self.strides[1] < x.shape[-1]
       form = conv_product_first if narrows else conv_im2col
-      y = form(x, kernel, self.strides, live_taps(self.mask, *self.kernel_size))
+      y = form(x, kernel, self.strides, live_taps(self.mask, *self.kernel_size), acc)
     else:
       y = lax.conv_general_dilated(x, kernel, self.strides, "SAME",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC")).astype(acc)
+    return (y + bias).astype(x.dtype)  # fp32 bias and sum for bf16 compute (module docstring)
 
 
 class ConvTranspose(nn.Module):
@@ -231,10 +260,11 @@ class ConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x, kernel, bias = _kernel_and_bias(self, x)
-    if _use_matmul(self.impl):
-      y = conv_transpose_phases(x, kernel, self.strides)
+    matmul = _use_matmul(self.impl)
+    x, kernel, bias, acc = _kernel_and_bias(self, x, matmul)
+    if matmul:
+      y = conv_transpose_phases(x, kernel, self.strides, acc)
     else:
       y = lax.conv_transpose(x, kernel, self.strides, "SAME",
-                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y + bias
+                             dimension_numbers=("NHWC", "HWIO", "NHWC")).astype(acc)
+    return (y + bias).astype(x.dtype)  # fp32 bias and sum for bf16 compute (module docstring)
