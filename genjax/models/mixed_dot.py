@@ -91,8 +91,9 @@ def mixed_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 class Dense(nn.Dense):
   """`nn.Dense` whose bf16 compute multiplies bf16 inputs with the uncast kernel through
   `mixed_matmul` (fp32 accumulation and result, the kernel's and the bias's gradients in the
-  parameters' dtype), whatever `dot_general` it is given. Same parameters and names as `nn.Dense`; other
-  compute dtypes (or parameters neither fp32 nor bf16) are `nn.Dense` itself."""
+  parameters' dtype), whatever `dot_general` it is given. Same parameters and names as
+  `nn.Dense`; other compute dtypes (or parameters neither fp32 nor bf16) are `nn.Dense`
+  itself."""
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
