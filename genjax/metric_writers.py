@@ -24,10 +24,14 @@ class JsonlWriter:
 
 
 class TensorboardWriter:
-  def __init__(self, logdir: str):
+  """TensorBoard event files in `logdir`. With `purge_step`, the new file starts with a
+  session start at that step, and TensorBoard hides the events that earlier files hold at or
+  after it: on resume, what a stopped run logged past its restored checkpoint."""
+
+  def __init__(self, logdir: str, purge_step: int | None = None):
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
 
-    self._writer = SummaryWriter(logdir)
+    self._writer = SummaryWriter(logdir, purge_step=purge_step)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     for k, v in scalars.items():

@@ -124,3 +124,42 @@ def test_resuming_with_another_batch_size_is_refused_and_changes_nothing(clean_r
                dataset=fi.subset_dataset())
   assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == steps
   assert before == {name: open(os.path.join(wd, name)).read() for name in before}
+
+
+def _event_files(folder):
+  """Each TensorBoard event file in `folder`, oldest first, as its list of Events (TFRecord
+  framing: u64 length, u32 crc, payload, u32 crc)."""
+  import struct  # pylint: disable=import-outside-toplevel
+
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+
+  files = []
+  for path in sorted((os.path.join(folder, f) for f in os.listdir(folder)),
+                     key=os.path.getmtime):
+    raw, events, i = open(path, "rb").read(), [], 0
+    while i < len(raw):
+      (n,) = struct.unpack("<Q", raw[i:i + 8])
+      events.append(event_pb2.Event.FromString(raw[i + 12:i + 12 + n]))
+      i += 16 + n
+    files.append(events)
+  return files
+
+
+def test_resume_hides_tensorboard_events_logged_after_the_restored_checkpoint(tmp_path):
+  """A run stopped after logging epoch 2 but before saving it resumes from epoch 1; the new
+  event file's session start makes TensorBoard drop the stopped run's epoch-2 points."""
+  wd = str(tmp_path / "run")
+  config = fi.make_config(0, epochs=2, tensorboard=True)
+  loop.train(config, wd, quiet=True, dataset=fi.subset_dataset())
+  steps = sorted(int(s) for s in os.listdir(os.path.join(wd, "checkpoints")))
+  shutil.rmtree(os.path.join(wd, "checkpoints", str(steps[-1])))  # Epoch 2 never saved.
+  time.sleep(1.1)  # A new event file name (it holds the time in seconds).
+  loop.train(config, wd, quiet=True, dataset=fi.subset_dataset())
+  first, resumed = _event_files(os.path.join(wd, "tb"))
+  per_epoch = steps[0]
+  assert max(e.step for e in first if e.summary.value) == 2 * per_epoch
+  starts = [e.step for e in resumed if e.HasField("session_log")
+            and e.session_log.status == e.session_log.START]
+  assert starts == [per_epoch + 1]  # TensorBoard purges events at steps >= this one.
+  assert [e.step for e in resumed if e.summary.value and
+          e.summary.value[0].tag == "d_loss"] == [2 * per_epoch]

@@ -280,8 +280,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   writers = []
   if writes:
     writers.append(JsonlWriter(metrics_path))
-    if config.tensorboard:
-      writers.append(TensorboardWriter(os.path.join(workdir, "tb")))
   writer = MultiWriter(writers)
   bar = None
   try:
@@ -289,6 +287,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     if writes:  # Only now: a config its checkpoints do not fit must not replace the saved one.
       _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
       _drop_records_after(metrics_path, epoch)
+      if config.tensorboard:  # Hides what a stopped run logged after the restored epoch.
+        writer.writers.append(TensorboardWriter(os.path.join(workdir, "tb"),
+                                                purge_step=epoch * steps_per_epoch + 1))
     epoch_fn = make_epoch_fn(setup, config.debug_nan_step, multi)
     sample_fn = jax.jit(setup.task.sample, static_argnums=2)
     grid_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), GRID_KEY_TAG)
