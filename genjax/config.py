@@ -165,6 +165,15 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_examples: int) -> int
   return steps
 
 
+def one_option(options, choices, what: str) -> str | None:
+  """The one of `choices` that a config's colon options name (None if none); naming two is
+  an error (e.g. `mnist,kmnist`), not a silent pick."""
+  chosen = sorted(set(options) & set(choices))
+  if len(chosen) > 1:
+    raise ValueError(f"Choose one {what} option, got {chosen}.")
+  return chosen[0] if chosen else None
+
+
 def _known_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
   out = []
   for k, v in config.items():

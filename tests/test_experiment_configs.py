@@ -24,3 +24,11 @@ def test_unknown_model_and_key_raise_naming_them():
     configs.load("stylegan")
   with pytest.raises(KeyError, match="'epoch'"):
     configs.load("dcgan", overrides={"epoch": 3})
+
+
+@pytest.mark.parametrize("model,options", [("mlp_gan", "mnist,kmnist"),
+                                           ("dcgan", "fashion_mnist,mnist"),
+                                           ("vae_mlp", "digits,fashion_mnist")])
+def test_two_dataset_options_are_an_error_not_a_silent_pick(model, options):
+  with pytest.raises(ValueError, match=r"Choose one dataset option, got \["):
+    configs.load(model, options)

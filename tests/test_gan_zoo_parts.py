@@ -9,7 +9,8 @@ import pytest
 from genjax import models
 from genjax.checkpoint import Checkpointer, abstract_like
 from genjax.train import ada as ada_lib
-from genjax.train import collapse, regularizers
+from genjax.config import base_config
+from genjax.train import collapse, gan_presets, losses, regularizers
 from genjax.train.task import get_task
 from tests.gan_zoo_helpers import tiny_config, toy_batches
 
@@ -169,3 +170,83 @@ def test_minimax_generator_gradient_vanishes_when_d_rejects_fakes():
                              ("minimax", "non_saturating"))
   assert float(won["d_fake"]) < 1e-3
   assert float(won["non_saturating"]) > 1000 * float(won["minimax"])
+
+
+def test_gan_losses_match_their_papers_in_probability_space():
+  # float64 references on D = sigmoid(logit) (BCE) or on the raw output (LS a=0, b=c=1; hinge
+  # of Lim & Ye / Miyato; Wasserstein). Saturated logits keep values and gradients finite.
+  rng = np.random.RandomState(0)
+  real, fake = (jnp.asarray(3 * rng.randn(64), jnp.float32) for _ in range(2))
+  r, f = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+  d_r, d_f = 1 / (1 + np.exp(-r)), 1 / (1 + np.exp(-f))
+  bce_d = -np.mean(np.log(d_r)) - np.mean(np.log(1 - d_f))
+  want = {"non_saturating": (bce_d, -np.mean(np.log(d_f))),
+          "minimax": (bce_d, np.mean(np.log(1 - d_f))),
+          "least_squares": (0.5 * np.mean((r - 1) ** 2) + 0.5 * np.mean(f ** 2),
+                            0.5 * np.mean((f - 1) ** 2)),
+          "hinge": (np.mean(np.maximum(0, 1 - r)) + np.mean(np.maximum(0, 1 + f)), -np.mean(f)),
+          "wasserstein": (np.mean(f) - np.mean(r), -np.mean(f))}
+  assert sorted(want) == sorted(losses.LOSSES)
+  saturated = jnp.array([100.0, -100.0])
+  for name, (d_loss, g_loss) in want.items():
+    loss = losses.get_loss(name)
+    np.testing.assert_allclose(loss.d(real, fake), d_loss, rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(loss.g(fake), g_loss, rtol=1e-5, err_msg=name)
+    grads = jax.grad(lambda a, b: loss.d(a, b) + loss.g(b), (0, 1))(saturated, saturated)
+    assert all(np.all(np.isfinite(g)) for g in grads), name
+
+
+def test_penalties_match_per_sample_gradients_of_a_conditional_d():
+  # A nonlinear class-conditional D; the reference takes each sample's input gradient alone.
+  rng = np.random.RandomState(1)
+  w, v = jnp.asarray(rng.randn(10, 48), jnp.float32), jnp.asarray(rng.randn(48), jnp.float32)
+  d_one = lambda x, y: jnp.dot(jnp.tanh(x.reshape(-1) * w[y]), v) + 0.1 * jnp.sum(x ** 3)
+  real, fake = (jnp.asarray(rng.randn(8, 4, 4, 3), jnp.float32) for _ in range(2))
+  labels = jnp.asarray(rng.randint(0, 10, 8))
+  d_fn = lambda x: jax.vmap(d_one)(x, labels)
+  norms = lambda x: np.linalg.norm(np.asarray(jax.vmap(jax.grad(d_one))(x, labels),
+                                              np.float64).reshape(8, -1), axis=1)
+  np.testing.assert_allclose(regularizers.r1_penalty(d_fn, real, 10.0),
+                             5.0 * np.mean(norms(real) ** 2), rtol=1e-5)
+  key = jax.random.PRNGKey(2)
+  x_hat = regularizers.interpolate(real, fake, key)
+  eps = np.asarray(jax.random.uniform(key, (8, 1, 1, 1)))
+  np.testing.assert_allclose(x_hat, eps * real + (1 - eps) * fake, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(regularizers.gradient_penalty(d_fn, x_hat, 10.0),
+                             10.0 * np.mean((norms(x_hat) - 1) ** 2), rtol=1e-5)
+
+
+def test_collapse_detector_warmup_drop_and_patience():
+  # Warm-up records the best entropy; a drop below it counts as bad, with patience too.
+  det = collapse.collapse_detector(min_entropy=0.0, min_coverage=0.0, max_drop=0.1,
+                                   patience=2, warmup=1)
+  state = det.init()
+  uniform, skewed = jnp.full((4,), 25.0), jnp.array([55.0, 15.0, 15.0, 15.0])
+  fired = []
+  for hist in (uniform, skewed, skewed, uniform, skewed, skewed):
+    report, state = det.update(hist, state)
+    fired.append(bool(report.fired))
+  assert float(report.entropy) < 0.9 and fired == [False, False, True, False, False, True]
+  det = collapse.collapse_detector(patience=1, warmup=2)
+  state = det.init()
+  fired = []
+  for _ in range(3):
+    report, state = det.update(jnp.array([100.0, 0.0, 0.0]), state)
+    fired.append(bool(report.fired))
+  assert fired == [False, False, True]  # Updates 0 and 1 only record; update 2 fires.
+
+
+def test_gan_presets_follow_wgan_gp_and_refuse_two_datasets():
+  # Gulrajani et al. (Algorithm 1): lambda 10, n_critic 5, Adam(1e-4, beta1 0, beta2 0.9),
+  # for the conv GANs (after DCGAN's beta1 0.5) and the MLP GAN alike.
+  for c in (gan_presets.apply_options(base_config(), {"wgan_gp"}, "dcgan"),
+            gan_presets.apply_loss_options(base_config(), {"wgan_gp"})):
+    assert (c.loss, c.gp_weight, c.n_critic, c.lr_g, c.lr_d, c.adam_b1, c.adam_b2) == (
+        "wasserstein", 10.0, 5, 1e-4, 1e-4, 0.0, 0.9)
+  c = gan_presets.apply_options(base_config(), {"kmnist", "hinge", "sn", "ttur"}, "cgan")
+  assert (c.dataset, c.loss, c.spectral_norm, c.lr_g, c.lr_d, c.adam_b1) == (
+      "kmnist", "hinge", True, 1e-4, 4e-4, 0.5)
+  with pytest.raises(ValueError, match="one loss option"):
+    gan_presets.apply_options(base_config(), {"hinge", "ls"}, "dcgan")
+  with pytest.raises(ValueError, match=r"one dataset option, got \['kmnist', 'mnist'\]"):
+    gan_presets.apply_options(base_config(), {"mnist", "kmnist"}, "dcgan")

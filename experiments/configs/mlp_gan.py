@@ -7,7 +7,7 @@ default digits), `smoke` (tiny run for tests), `bf16` (bfloat16 compute), a loss
   --config=experiments/configs/mlp_gan.py:mnist
   --config=experiments/configs/mlp_gan.py:mnist,ls,r1
 """
-from genjax.config import base_config
+from genjax.config import base_config, one_option
 from genjax.train.gan_presets import LOSSES, STABILISERS, apply_loss_options
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
@@ -25,9 +25,9 @@ def get_config(arg: str = ""):
   c.epochs = 200            # ~4400 steps on digits: about two minutes on 2 CPU cores.
   c.checkpoint_every = 50
   c.sample_every = 10
-  for name in DATASETS:
-    if name in options:
-      c.dataset, c.epochs, c.checkpoint_every, c.sample_every = name, 50, 5, 1
+  dataset = one_option(options, DATASETS, "dataset")
+  if dataset:
+    c.dataset, c.epochs, c.checkpoint_every, c.sample_every = dataset, 50, 5, 1
   apply_loss_options(c, options)
   if "bf16" in options:
     c.compute_dtype = "bfloat16"

@@ -1,15 +1,16 @@
 """A mode-collapse detector as a pure init/update pair over predicted-class histograms.
 
 The caller classifies a batch of samples (e.g. `genjax.eval.coverage.
-predicted_class_histogram`) and passes the histogram of predicted classes, counts [K].
-The detector tracks the normalised entropy H(hist) / log K (1: every class equally often,
-0: one class) and the coverage (fraction of classes holding at least `min_share / K` of
-the samples). It fires when either falls below its floor for `patience` consecutive
-updates, or when the entropy drops more than `max_drop` below the best seen so far -- the
-signature of collapse setting in after a healthy start. The first `warmup` updates only
-record: an untrained G's samples all look like one class, which is not a collapse. A
-reaction (raise the ADA probability, lower D's learning rate, restore a checkpoint) is the
-caller's, on `fired`.
+predicted_class_histogram`) and passes the histogram of predicted classes, [K] counts
+or fractions (normalised here). The detector tracks the normalised entropy H(hist) / log K
+(1: every class equally often, 0: one class) and the coverage (fraction of classes holding
+at least `min_share / K` of the samples). An update is bad when either falls below its
+floor, or when the entropy lies more than `max_drop` below the best seen so far (the
+signature of collapse setting in after a healthy start); it fires on the `patience`-th
+consecutive bad update and on each bad one after. The first `warmup` updates only record
+(the best entropy too): an untrained G's samples all look like one class, which is not a
+collapse. A reaction (raise the ADA probability, lower D's learning rate, restore a
+checkpoint) is the caller's, on `fired`.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class CollapseState:
 
 class CollapseReport(NamedTuple):
   entropy: jax.Array       # f32 [] normalised entropy of the histogram
-  coverage: jax.Array      # f32 [] fraction of classes present
+  coverage: jax.Array      # f32 [] fraction of classes with >= min_share / K of the samples
   fired: jax.Array         # bool [] detection on this update
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from genjax.config import one_option
+
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
 LOSSES = {"ns": "non_saturating", "minimax": "minimax", "ls": "least_squares",
           "hinge": "hinge", "wgan_gp": "wasserstein"}
@@ -19,11 +21,9 @@ def apply_loss_options(c: ml_collections.ConfigDict, options: set[str]
                        ) -> ml_collections.ConfigDict:
   """Loss (one of LOSSES' keys) and stabilisers (STABILISERS) named in `options`; other
   options are ignored here (the caller checks them)."""
-  chosen = sorted(o for o in options if o in LOSSES)
-  if len(chosen) > 1:
-    raise ValueError(f"Choose one loss option, got {chosen}.")
-  if chosen:
-    c.loss = LOSSES[chosen[0]]
+  loss = one_option(options, LOSSES, "loss")
+  if loss:
+    c.loss = LOSSES[loss]
   if "wgan_gp" in options:
     c.gp_weight, c.n_critic, c.lr_g, c.lr_d, c.adam_b1, c.adam_b2 = 10.0, 5, 1e-4, 1e-4, 0.0, 0.9
   if "r1" in options:
@@ -44,14 +44,14 @@ def apply_options(c: ml_collections.ConfigDict, options: set[str], model: str
   if unknown:
     raise ValueError(f"Unknown {model} config options {sorted(unknown)}; known: "
                      f"{sorted(set(DATASETS) | set(LOSSES) | set(STABILISERS) | {'smoke'})}.")
+  dataset = one_option(options, DATASETS, "dataset")
   c.model = model
   c.model_args.dropout_rate = 0.0
   c.model_args.width = 64
   c.adam_b1 = 0.5  # DCGAN's Adam(2e-4, b1=0.5).
   c.epochs, c.checkpoint_every, c.sample_every = 100, 25, 10  # digits: ~2200 steps.
-  for name in DATASETS:
-    if name in options:
-      c.dataset, c.epochs, c.checkpoint_every, c.sample_every = name, 20, 5, 1
+  if dataset:
+    c.dataset, c.epochs, c.checkpoint_every, c.sample_every = dataset, 20, 5, 1
   apply_loss_options(c, options)
   if "smoke" in options:
     c.epochs, c.checkpoint_every, c.sample_every, c.num_grid = 2, 1, 1, 16

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from genjax.config import base_config
+from genjax.config import base_config, one_option
 
 DATASETS = ("digits", "fashion_mnist")
 
@@ -18,9 +18,9 @@ def apply_options(c: ml_collections.ConfigDict, arg: str, name: str, *,
                   smoke_model_args: dict, allow_gaussian: bool = True
                   ) -> ml_collections.ConfigDict:
   options = {o for o in (arg or "").split(",") if o}
-  for dataset in DATASETS:
-    if dataset in options:
-      c.dataset = dataset
+  dataset = one_option(options, DATASETS, "dataset")
+  if dataset:
+    c.dataset = dataset
   if allow_gaussian and "gaussian" in options:
     c.likelihood = "gaussian"
   for opt in [o for o in options if o.startswith("exclude=")]:
