@@ -11,18 +11,22 @@ normal and --ood's test split anomalous. VAEs use the IW bound with --iw_samples
 prior the run trained against (config.latent_prior, else N(0, I)); PixelCNN is exact. Test
 images are binarised once with a fixed key.
 """
+import datetime
+import os
+
 import jax
-import numpy as np
 from absl import app, flags, logging
 
 from genjax import data as data_lib
 from genjax import metric_writers
+from genjax.bench import environment
 from genjax.eval import likelihood as lik
 from genjax.eval.anomaly import auroc
 from genjax.train.loop import load_trained
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained 'vae' or 'pixelcnn' work dir.")
-_OOD = flags.DEFINE_string("ood", "fashion_mnist", "Anomalous dataset (no held-out class).")
+_OOD = flags.DEFINE_string("ood", "fashion_mnist", "Anomalous dataset (runs without a "
+                           "held-out class; an error for one with).")
 _IW = flags.DEFINE_integer("iw_samples", 100, "k of the VAE's IW bound.")
 _NUM_TEST = flags.DEFINE_integer("num_test", 0, "First N images of each test split (0: all).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the binarisation and of z.")
@@ -30,9 +34,15 @@ _OUT = flags.DEFINE_string("out", "", "Optional JSON output path.")
 flags.mark_flags_as_required(["workdir"])
 
 
-def anomaly_auroc(workdir: str, *, ood: str = "fashion_mnist", iw_samples: int = 100,
+def anomaly_auroc(workdir: str, *, ood: str | None = None, iw_samples: int = 100,
                   num_test: int = 0, seed: int = 0) -> dict:
+  """`ood` (default fashion_mnist) is the anomalous dataset of a run without a held-out
+  class; given for a run with one, it is an error rather than silently unused."""
   config, _, state = load_trained(workdir)
+  if config.exclude_label >= 0 and ood:
+    raise ValueError(f"{workdir} was trained without class {config.exclude_label}, which is "
+                     f"the anomalous set; --ood={ood} would not be used. Drop --ood.")
+  ood = ood or "fashion_mnist"
   fn, prior_name = lik.trained_log_likelihood_fn(config, state, iw_samples=iw_samples)
   load = lambda name: data_lib.load(name, "test", data_dir=config.data_dir or None,
                                     source=config.data_source)
@@ -51,7 +61,7 @@ def anomaly_auroc(workdir: str, *, ood: str = "fashion_mnist", iw_samples: int =
                                                     jax.random.fold_in(key, tag))
   s_normal, s_anomalous = score(normal, 0), score(anomalous, 1)
   return {"workdir": workdir, "model": config.model, "task": what,
-          "iw_samples": iw_samples if config.family == "vae" else None,
+          "iw_samples": iw_samples if config.family == "vae" else None, "seed": seed,
           "latent_prior": prior_name,
           "num_normal": int(len(normal)), "num_anomalous": int(len(anomalous)),
           "mean_nll_normal": float(s_normal.mean()),
@@ -63,9 +73,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  result = anomaly_auroc(_WORKDIR.value, ood=_OOD.value, iw_samples=_IW.value,
-                         num_test=_NUM_TEST.value, seed=_SEED.value)
-  metric_writers.report(result, _OUT.value)
+  if _OUT.value:  # Made now: a missing folder failed the write after the evaluation.
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  result = anomaly_auroc(_WORKDIR.value, ood=_OOD.value if flags.FLAGS["ood"].present else None,
+                         iw_samples=_IW.value, num_test=_NUM_TEST.value, seed=_SEED.value)
+  metric_writers.report({**result, "date": datetime.date.today().isoformat(),
+                         "env": environment()}, _OUT.value)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   workdir = _WORKDIR.value
+  out = _OUT.value or os.path.join(workdir, "latent_prior.npz")
+  # Made now: a missing folder failed the save after the fit (a flow's: 15,000 steps).
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   config, _, state = load_trained(workdir)
   if config.family != "vae":
     raise app.UsageError(f"{workdir} holds a {config.family!r} model; a latent prior needs "
@@ -136,7 +139,6 @@ def main(argv):
           "family": _FAMILY.value, "description": prior_lib.describe(prior),
           "num_samples": int(len(z)), "seed": _SEED.value, **choice,
           "train_log_prob": prior_lib.mean_log_prob(prior, z)}
-  out = _OUT.value or os.path.join(workdir, "latent_prior.npz")
   prior_lib.save(out, prior, **meta)
   grid_key = jax.random.fold_in(key, 0x5A4D)
   for suffix, p in (("", prior), ("_standard_normal", None)):

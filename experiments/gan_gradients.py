@@ -17,6 +17,7 @@ from absl import app, flags
 
 from genjax import config as config_lib
 from genjax import data as data_lib
+from genjax.bench.env import device_description
 from genjax.train import parallel
 from genjax.train.gan_diagnostics import generator_grad_norms
 from genjax.train.task import get_task
@@ -56,7 +57,7 @@ def main(argv):
          f"--model={_MODEL.value} --d_steps={','.join(_D_STEPS.value)} --seed={_SEED.value}")
   lines = [f"\n### Vanishing generator gradients: minimax vs non-saturating ({_MODEL.value} on "
            f"{_DATASET.value})\n",
-           f"Device: CPU, 2 cores (shared). Date: {datetime.date(2026, 11, 23)}. "
+           f"Device: {device_description()}. Date: {datetime.date.today()}. "
            f"Command: `{cmd}`\n",
            "G fixed at init, D trained alone (Adam 2e-4, batch 64); gradient norms over all G "
            "parameters on a fixed batch of 256 z, D in inference mode.\n",

@@ -14,6 +14,7 @@ all of it.
 """
 import datetime
 import json
+import os
 import time
 
 import jax
@@ -99,6 +100,12 @@ def main(argv):
   cells = [(m, l) for m in _MODELS.value for l in _LOSSES.value]
   configs = [cell_config(m, l, _DATASET.value, epochs=_EPOCHS.value, width=_WIDTH.value,
                          seed=_SEED.value) for m, l in cells]  # Bad names fail first.
+  if _EPOCHS.value < 1 or _NUM.value < classifier_lib.FEATURE_DIM or _NUM_TRAIN.value < 0:
+    raise app.UsageError(f"--epochs={_EPOCHS.value} must be >= 1, --num={_NUM.value} >= "
+                         f"{classifier_lib.FEATURE_DIM} (FID in the classifier's features) "
+                         f"and --num_train={_NUM_TRAIN.value} >= 0.")
+  if _OUT.value:  # Made now: a missing folder failed the write after every cell had run.
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   env = environment()
   clf = classifier_lib.load(_DATASET.value)
   features_fn = evaluate.classifier_features(clf)

@@ -20,6 +20,7 @@ the markdown table.
 """
 import datetime
 import json
+import os
 import time
 
 import jax
@@ -147,6 +148,14 @@ def main(argv):
     raise app.UsageError(f"Unknown runs {sorted(set(_RUNS.value) - set(RUNS))}; known {RUNS}.")
   if "react" in _RUNS.value and "plain" not in _RUNS.value:
     raise app.UsageError("--runs=react forks from the plain run: add plain.")
+  if (min(_EPOCHS.value, _EVAL_EVERY.value, _BATCH.value) < 1 or _NUM_TRAIN.value < _BATCH.value
+      or _NUM.value < classifier_lib.FEATURE_DIM):
+    raise app.UsageError(
+        f"--epochs={_EPOCHS.value}, --eval_every={_EVAL_EVERY.value} and --batch_size="
+        f"{_BATCH.value} must be >= 1, --num_train={_NUM_TRAIN.value} >= --batch_size and "
+        f"--num={_NUM.value} >= {classifier_lib.FEATURE_DIM} (FID in the classifier's features).")
+  if _OUT.value:  # Made now: a missing folder failed the write after every run had finished.
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   logging.set_verbosity(logging.WARNING)
   clf = classifier_lib.load(_DATASET.value)
   features_fn = evaluate.classifier_features(clf)

@@ -17,7 +17,9 @@ a third of runs".
       --variants=plain,torch_tutorial,ls,r1,ttur,ada --out=runs/gan_stability.json
 """
 import datetime
+import importlib
 import json
+import os
 import time
 
 import jax
@@ -94,9 +96,31 @@ def run_torch(train) -> list[dict]:
   return runs
 
 
+def check_flags() -> None:
+  """One clear error for a bad flag before any training: every variant's config is built
+  (unknown options named), torch is imported if asked for, counts are checked, and the
+  folder of --out is made."""
+  if _SEEDS.value < 1 or _EPOCHS.value < 1 or _FID_SAMPLES.value < 0:
+    raise app.UsageError(f"--seeds={_SEEDS.value} and --epochs={_EPOCHS.value} must be >= 1 "
+                         f"and --fid_samples={_FID_SAMPLES.value} >= 0.")
+  if not 0.0 < _TAIL.value <= 1.0:
+    raise app.UsageError(f"--tail_frac={_TAIL.value} must be in (0, 1].")
+  for variant in _VARIANTS.value:
+    if variant == "torch_tutorial":
+      importlib.import_module("experiments.benchmarks.torch_tutorial")  # Needs torch.
+    else:
+      try:
+        variant_config(variant, _DATASET.value)
+      except ValueError as e:
+        raise app.UsageError(f"--variants: {variant!r}: {e}") from e
+  if _OUT.value:
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  check_flags()
   env = environment()
   train = data_lib.load(_DATASET.value, "train")
   clf_params, real_features = None, None
@@ -108,15 +132,14 @@ def main(argv):
   for variant in _VARIANTS.value:
     runs += (run_torch(train) if variant == "torch_tutorial"
              else run_variant(variant, train, clf_params, real_features))
-  rows = summary(runs)
-  print(to_markdown(rows))
-  if _OUT.value:
-    with open(_OUT.value, "w") as f:
-      json.dump({"date": datetime.date.today().isoformat(), "env": env,
-                 "flags": {"dataset": _DATASET.value, "epochs": _EPOCHS.value,
-                           "win_threshold": _THRESHOLD.value, "tail_frac": _TAIL.value,
-                           "fid_samples": _FID_SAMPLES.value},
-                 "summary": rows, "runs": runs}, f, indent=1)
+    if _OUT.value:  # After each variant, so that a run stopped later keeps what it did.
+      with open(_OUT.value, "w") as f:
+        json.dump({"date": datetime.date.today().isoformat(), "env": env,
+                   "flags": {"dataset": _DATASET.value, "epochs": _EPOCHS.value,
+                             "win_threshold": _THRESHOLD.value, "tail_frac": _TAIL.value,
+                             "fid_samples": _FID_SAMPLES.value},
+                   "summary": summary(runs), "runs": runs}, f, indent=1)
+  print(to_markdown(summary(runs)))
 
 
 if __name__ == "__main__":

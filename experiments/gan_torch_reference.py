@@ -21,6 +21,7 @@ from absl import app, flags, logging
 
 from genjax import data as data_lib
 from genjax.bench import environment
+from genjax.eval import classifier as classifier_lib
 from genjax.eval import evaluate
 from experiments.benchmarks import torch_tutorial
 
@@ -38,7 +39,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO.
+  # What the evaluation needs is checked before the hours of training, not after them.
+  if _EPOCHS.value < 1 or _NUM.value < classifier_lib.FEATURE_DIM:
+    raise app.UsageError(f"--epochs={_EPOCHS.value} must be >= 1 and --num={_NUM.value} >= "
+                         f"{classifier_lib.FEATURE_DIM} (FID in the classifier's features).")
+  classifier_lib.load(_DATASET.value)  # A missing classifier names the command to make it.
+  data_lib.load(_DATASET.value, "test")
   os.makedirs(_OUT_DIR.value, exist_ok=True)
+  stale = os.path.join(_OUT_DIR.value, "eval.json")
+  if os.path.exists(stale):  # An earlier run's; never left beside this run's samples.
+    os.remove(stale)
   train = data_lib.load(_DATASET.value, "train")
 
   def report(epoch, d_loss, g_loss, seconds):

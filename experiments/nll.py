@@ -20,6 +20,8 @@ intensities is no likelihood of the 8-bit data.
 binarisation and z draws a whole-split evaluation gives them, so parts written with
 `--per_image` merge (`--merge`) into the number one long run would give.
 """
+import datetime
+import os
 import time
 
 import jax
@@ -28,6 +30,7 @@ from absl import app, flags, logging
 
 from genjax import data as data_lib
 from genjax import metric_writers
+from genjax.bench import environment
 from genjax.config import override, validate
 from genjax.eval import likelihood as lik
 from genjax.train import ema as ema_lib
@@ -99,6 +102,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
+  if _OUT.value:  # Made now: a missing folder failed the write after the evaluation.
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   if _MERGE.value and _WORKDIR.value:
     raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts), not both.")
   if _MERGE.value:
@@ -108,6 +113,7 @@ def main(argv):
                       batch_size=_BATCH.value, seed=_SEED.value, iw_chunk=_CHUNK.value,
                       start=_START.value, per_image=_PER_IMAGE.value, ema=_EMA.value,
                       latent_prior=_PRIOR.value)
+    result.update(date=datetime.date.today().isoformat(), env=environment())
   else:
     raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts).")
   metric_writers.report(result, _OUT.value, hidden=("log_likelihoods",))

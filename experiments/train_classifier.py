@@ -4,6 +4,8 @@
 saves into DIR (default `$GENJAX_CACHE_DIR/classifiers/<dataset>`, else
 `~/.cache/genjax/classifiers/<dataset>`), where `experiments/evaluate.py` looks for it.
 """
+import os
+
 from absl import app, flags, logging
 
 from genjax.data import DATASETS
@@ -29,6 +31,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO.
   directory = _WORKDIR.value or classifier.default_dir(_DATASET.value)
+  if os.path.isdir(directory) and os.listdir(directory):
+    # Its checkpoint's step would refuse the new one only after the whole training.
+    raise app.UsageError(f"{directory} is not empty (an earlier classifier?): delete it or "
+                         "give another --workdir.")
   clf = classifier.train(_DATASET.value, directory, epochs=_EPOCHS.value,
                          batch_size=_BATCH.value, learning_rate=_LR.value,
                          max_shift=None if _SHIFT.value < 0 else _SHIFT.value,

@@ -79,3 +79,13 @@ def test_logged_epochs_tells_a_finished_run_from_a_stopped_one(tmp_path, runs):
   assert logged_epochs(str(tmp_path)) == 0  # no log yet
   (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')  # cut by a kill
   assert logged_epochs(str(tmp_path)) == 2  # < config.epochs: "Stopped early ..."
+
+
+def test_train_classifier_refuses_a_used_folder_before_training(tmp_path):
+  used = tmp_path / "digits_classifier"
+  used.mkdir()
+  (used / "earlier").write_text("")  # e.g. a classifier of the same step: saving it failed
+  proc = run_python(["experiments/train_classifier.py", "--dataset=digits", "--epochs=1",
+                     "--max_train=64", f"--workdir={used}"], check=False)
+  assert proc.returncode != 0 and "is not empty" in proc.stderr
+  assert "classifier epoch 1/1" not in proc.stdout  # ...only after the whole training.

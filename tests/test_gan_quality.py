@@ -44,3 +44,41 @@ def test_one_cell_trains_and_is_scored_against_real_features():
       row["fid"]
   table = gan_quality.to_markdown([row])
   assert table.splitlines()[2].startswith("| mlp_gan | hinge | ")
+
+
+def test_torch_reference_checks_the_classifier_before_training(tmp_path):
+  pytest.importorskip("torch")
+  from tests.conftest import run_python  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "torch_ref"
+  proc = run_python(["experiments/gan_torch_reference.py", "--dataset=digits", "--epochs=1",
+                     "--torch_threads=1", f"--out_dir={out}"],
+                    env={"GENJAX_CACHE_DIR": str(tmp_path / "no_cache")}, check=False)
+  assert proc.returncode != 0 and "No digits feature classifier" in proc.stderr
+  assert "epoch 1:" not in proc.stdout  # It failed after the whole training before.
+  assert not (out / "samples.npz").exists()
+
+
+def _script(tmp_path, script, *flags):
+  from tests.conftest import run_python  # pylint: disable=import-outside-toplevel
+  return run_python([f"experiments/{script}", *flags], check=False,
+                    env={"GENJAX_CACHE_DIR": str(tmp_path / "no_cache")})  # No classifier.
+
+
+def test_gan_quality_makes_the_out_folder_before_any_work(tmp_path):
+  out = tmp_path / "new" / "quality.json"
+  proc = _script(tmp_path, "gan_quality.py", "--dataset=digits", "--models=mlp_gan",
+                 "--losses=ns", f"--out={out}")
+  assert proc.returncode != 0 and "No digits feature classifier" in proc.stderr
+  assert out.parent.is_dir()  # A missing folder failed the write after every cell.
+
+
+@pytest.mark.parametrize("flag", ["--eval_every=0", "--num=100", "--num_train=20"])
+def test_gan_small_data_names_a_bad_count_before_any_work(tmp_path, flag):
+  out = tmp_path / "new" / "small.json"
+  proc = _script(tmp_path, "gan_small_data.py", "--dataset=digits", "--num_train=100",
+                 "--epochs=4", "--eval_every=2", "--num=200", flag, f"--out={out}")
+  assert proc.returncode != 0 and flag.split("=")[0] in proc.stderr
+  assert "No digits feature classifier" not in proc.stderr  # The check came first.
+  proc = _script(tmp_path, "gan_small_data.py", "--dataset=digits", "--num_train=100",
+                 "--num=200", f"--out={out}")
+  assert "No digits feature classifier" in proc.stderr and out.parent.is_dir()

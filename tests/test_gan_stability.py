@@ -51,3 +51,46 @@ def test_run_record_is_what_summary_counts():
                     "final_d_loss": pytest.approx(0.004)}
   (row,) = summary([record])
   assert (row["seeds"], row["d_wins"]) == (1, 1)
+
+
+def test_summary_fid_std_is_the_sample_std_over_seeds():
+  runs = [{"variant": "plain", "d_wins": False, "tail_d_loss": 1.0, "fid": f,
+           "class_coverage": 1.0} for f in (30.0, 50.0, 70.0)]
+  (row,) = summary(runs)
+  assert row["fid_std"] == pytest.approx(20.0)  # ddof 1; the population std was 16.33.
+  (one,) = summary(runs[:1])
+  assert one["fid_std"] == 0.0
+
+
+def _stability(tmp_path, *flags):
+  from tests.conftest import run_python  # pylint: disable=import-outside-toplevel
+  empty = tmp_path / "no_data"  # Any data load fails: the checks must come before it.
+  empty.mkdir()
+  return run_python(["experiments/gan_stability.py", "--seeds=1", "--fid_samples=0", *flags],
+                    env={"GENJAX_DATA_DIR": str(empty)}, check=False)
+
+
+def test_gan_stability_names_a_bad_variant_before_any_work(tmp_path):
+  proc = _stability(tmp_path, "--variants=plain,r2")
+  assert proc.returncode != 0
+  assert "--variants: 'r2': Unknown mlp_gan config options ['r2']" in proc.stderr
+  assert "DatasetNotFoundError" not in proc.stderr
+
+
+def test_gan_stability_makes_the_out_folder_before_any_work(tmp_path):
+  out = tmp_path / "new" / "sub" / "stability.json"
+  proc = _stability(tmp_path, "--variants=plain", f"--out={out}")
+  assert proc.returncode != 0 and "DatasetNotFoundError" in proc.stderr  # The data load...
+  assert out.parent.is_dir()  # ...comes after the folder (it failed at the end, hours on).
+
+
+def test_gan_gradients_records_this_run_s_date_and_device(tmp_path):
+  import datetime  # pylint: disable=import-outside-toplevel
+  from tests.conftest import run_python  # pylint: disable=import-outside-toplevel
+  results = tmp_path / "results.md"
+  run_python(["experiments/gan_gradients.py", "--dataset=digits", "--d_steps=0",
+              f"--results={results}"])
+  text = results.read_text()
+  assert f"Date: {datetime.date.today()}." in text  # Was always 2026-11-23...
+  assert "Device: cpu x1 (" in text  # ...and "CPU, 2 cores (shared)", wherever it ran.
+  assert "| 0 | 0.4" in text  # D steps 0: D(G(z)) of an untrained D, 0.499 in RESULTS.md.

@@ -180,3 +180,27 @@ def test_compare_nll_reproduces_a_paired_figure_of_results_md():
   assert (round(paired["nll_a"], 2), round(paired["nll_b"], 2)) == (81.90, 82.01)
   refused = run_python(["experiments/compare_nll.py", f"--a={sides[0]}"], check=False)
   assert refused.returncode != 0 and "Give both --a and --b" in refused.stderr
+
+
+def test_likelihood_scripts_record_provenance_make_out_folders_refuse_an_unused_ood(tmp_path):
+  from experiments.configs import vae_mlp  # pylint: disable=import-outside-toplevel
+  from genjax.train.loop import train  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "vae_ex3")
+  train(vae_mlp.get_config("smoke,digits,exclude=3"), workdir, quiet=True)
+  flags = [f"--workdir={workdir}", "--iw_samples=10", "--num_test=30"]
+  refused = run_python(["experiments/anomaly.py", *flags, "--ood=kmnist"], check=False)
+  # Class 3 is the anomalous set of this run: --ood was silently unused before.
+  assert refused.returncode != 0 and "--ood=kmnist would not be used" in refused.stderr
+  out = tmp_path / "new" / "anomaly.json"  # A missing folder failed the write at the end.
+  run_python(["experiments/anomaly.py", *flags, "--seed=2", f"--out={out}"])
+  result = json.loads(out.read_text())
+  assert result["task"] == "digits class 3 held out" and result["seed"] == 2
+  assert {"date", "env"} <= set(result) and "versions" in result["env"]
+  out = tmp_path / "other" / "nll.json"
+  run_python(["experiments/nll.py", *flags, "--batch_size=10", f"--out={out}"])
+  result = json.loads(out.read_text())
+  assert {"date", "env"} <= set(result) and result["num_test"] == 30
+  out = tmp_path / "priors" / "mixture.npz"
+  run_python(["experiments/fit_prior.py", f"--workdir={workdir}", "--components=2",
+              f"--out={out}"])
+  assert out.exists()  # Its folder was missing: the save failed after the fit.

@@ -35,7 +35,9 @@ def summary(runs: list[dict]) -> list[dict]:
            "median_tail_d_loss": float(np.median([r["tail_d_loss"] for r in rs]))}
     if "fid" in rs[0]:
       fids = np.array([r["fid"] for r in rs])
-      row.update(fid_mean=float(fids.mean()), fid_std=float(fids.std()),
+      # The sample std over seeds (ddof 1), as RESULTS.md's other "s.d. over seeds".
+      row.update(fid_mean=float(fids.mean()),
+                 fid_std=float(fids.std(ddof=1)) if len(fids) > 1 else 0.0,
                  fid_median=float(np.median(fids)),
                  class_coverage_mean=float(np.mean([r["class_coverage"] for r in rs])))
     out.append(row)
