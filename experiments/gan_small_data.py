@@ -52,7 +52,8 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every", 200, "Epochs between evaluation
 _BATCH = flags.DEFINE_integer("batch_size", 50, "Batch size.")
 _NUM = flags.DEFINE_integer("num", 2000, "Samples scored per evaluation.")
 _RUNS = flags.DEFINE_list("runs", list(RUNS), f"Any of {RUNS}.")
-_SEED = flags.DEFINE_integer("seed", 0, "Init / sampling seed of every run.")
+_SEED = flags.DEFINE_integer("seed", 0, "Init and training seed of every run (the evaluation "
+                             "samples use one key per epoch, the same for every seed).")
 _TARGET = flags.DEFINE_float("ada_target", 0.6, "ADA target for r_t.")
 _KIMG = flags.DEFINE_float("ada_kimg", 20.0, "ADA speed: kimg for p to move by 1.")
 _GAP = flags.DEFINE_float("react_gap", 0.2, "react: switch ADA on when r_train - r_test "

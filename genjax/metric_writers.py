@@ -62,8 +62,9 @@ def read_jsonl(path: str) -> list[dict]:
 
 def report(result: Mapping, out: str = "", hidden: tuple[str, ...] = ()) -> None:
   """Prints `result` as JSON, less the keys in `hidden` (long per-image lists), and writes
-  all of it to the file `out` if given."""
+  all of it to the file `out` if given (its folder made if missing)."""
   print(json.dumps({k: v for k, v in result.items() if k not in hidden}, indent=2))
   if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
       json.dump(result, f, indent=2)

@@ -52,7 +52,7 @@ def test_missing_or_foreign_classifier_is_a_clear_error(trained, tmp_path, monke
                      match="python experiments/train_classifier.py --dataset mnist$"):
     classifier.load("mnist")
   with pytest.raises(classifier.ClassifierMismatchError, match="trained on 'digits', not "
-                     "'mnist'.*--dataset mnist --workdir"):
+                     "'mnist'.*Move .* aside.*--dataset mnist --workdir"):
     classifier.load("mnist", directory)
   images = np.zeros((200, 28, 28, 1), np.uint8)
   with pytest.raises(classifier.ClassifierNotFoundError):  # Before any data is loaded.

@@ -1,4 +1,5 @@
 """Known-answer tests of the feature-space metrics on synthetic data (no classifier)."""
+import json
 import os
 
 import jax
@@ -265,3 +266,12 @@ def test_sample_export_refuses_non_finite_samples():
   assert images.dtype == np.uint8 and images.shape == (3, 28, 28, 1)
   with pytest.raises(FloatingPointError, match=r"1 non-finite sample.*images 0\.\.2"):
     generate(task, jnp.int32(1), jax.random.PRNGKey(0), 3, batch_size=4)
+
+
+def test_report_makes_the_folder_of_its_output(tmp_path, capsys):
+  from genjax.metric_writers import report  # pylint: disable=import-outside-toplevel
+
+  out = tmp_path / "new" / "folder" / "eval.json"
+  report({"fid": 1.5, "per_image": [1, 2]}, str(out), hidden=("per_image",))
+  assert json.loads(out.read_text()) == {"fid": 1.5, "per_image": [1, 2]}
+  assert "per_image" not in capsys.readouterr().out

@@ -250,7 +250,10 @@ def load(dataset: str, directory: str | None = None) -> Classifier:
     except CheckpointMismatchError as e:  # Other parameter shapes: meta is never reached.
       raise ClassifierMismatchError(
           f"The checkpoint in {directory} is not a {dataset} classifier of architecture "
-          f"{ARCH!r} ({e}). {how}") from e
+          f"{ARCH!r} ({e}). Move {directory} aside (train_classifier.py refuses a used "
+          f"folder), then: {train_command(dataset, directory)}") from e
+  how = f"Move {directory} aside (train_classifier.py refuses a used folder), then: " + (
+      train_command(dataset, directory))
   if meta.get("dataset") != dataset:
     raise ClassifierMismatchError(
         f"The classifier in {directory} was trained on {meta.get('dataset')!r}, not "
