@@ -239,6 +239,8 @@ def load(dataset: str, directory: str | None = None) -> Classifier:
   ClassifierMismatchError for a classifier of another dataset or architecture."""
   directory = directory or default_dir(dataset)
   how = f"Train one with: {train_command(dataset, directory)}"
+  retrain = (f"Move {directory} aside (train_classifier.py refuses a used folder), then: "
+             f"{train_command(dataset, directory)}")
   if not os.path.isdir(directory):
     raise ClassifierNotFoundError(f"No {dataset} feature classifier in {directory}. {how}")
   with Checkpointer(directory, max_to_keep=1) as ckpt:
@@ -250,16 +252,13 @@ def load(dataset: str, directory: str | None = None) -> Classifier:
     except CheckpointMismatchError as e:  # Other parameter shapes: meta is never reached.
       raise ClassifierMismatchError(
           f"The checkpoint in {directory} is not a {dataset} classifier of architecture "
-          f"{ARCH!r} ({e}). Move {directory} aside (train_classifier.py refuses a used "
-          f"folder), then: {train_command(dataset, directory)}") from e
-  how = f"Move {directory} aside (train_classifier.py refuses a used folder), then: " + (
-      train_command(dataset, directory))
+          f"{ARCH!r} ({e}). {retrain}") from e
   if meta.get("dataset") != dataset:
     raise ClassifierMismatchError(
         f"The classifier in {directory} was trained on {meta.get('dataset')!r}, not "
-        f"{dataset!r}: its features would not describe {dataset}. {how}")
+        f"{dataset!r}: its features would not describe {dataset}. {retrain}")
   if meta.get("arch") != ARCH:
     raise ClassifierMismatchError(
         f"The classifier in {directory} has architecture {meta.get('arch')!r}, this genjax "
-        f"expects {ARCH!r}. {how}")
+        f"expects {ARCH!r}. {retrain}")
   return Classifier(params, dataset, meta)
