@@ -12,7 +12,6 @@ prior the run trained against (config.latent_prior, else N(0, I)); PixelCNN is e
 images are binarised once with a fixed key.
 """
 import datetime
-import os
 
 import jax
 from absl import app, flags, logging
@@ -74,7 +73,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   if _OUT.value:  # Made now: a missing folder failed the write after the evaluation.
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    metric_writers.make_parent_dir(_OUT.value)
   result = anomaly_auroc(_WORKDIR.value, ood=_OOD.value if flags.FLAGS["ood"].present else None,
                          iw_samples=_IW.value, num_test=_NUM_TEST.value, seed=_SEED.value)
   metric_writers.report({**result, "date": datetime.date.today().isoformat(),

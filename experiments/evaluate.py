@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from genjax import config as config_lib
 from genjax.data import DATASETS, IMAGE_SHAPE, SPLITS, load
 from genjax.eval import evaluate
+from genjax.metric_writers import make_parent_dir
 
 _SAMPLES = flags.DEFINE_string("samples", None, ".npz with images uint8 [N,28,28,1].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained work directory to sample from.")
@@ -91,7 +92,7 @@ def main(argv):
   for key, value in result.items():
     if isinstance(value, float):
       print(f"{key:>26}: {value:.5g}")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  make_parent_dir(out)
   with open(out, "w") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   print(f"Wrote {out}")

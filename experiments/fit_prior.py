@@ -29,6 +29,7 @@ from absl import app, flags, logging
 
 from genjax.data import to_float
 from genjax.eval.pictures import save_grid, to_uint8
+from genjax.metric_writers import make_parent_dir
 from genjax.models import flow_prior as flow_lib
 from genjax.models import latent_prior as prior_lib
 from genjax.train import ema as ema_lib
@@ -121,7 +122,7 @@ def main(argv):
   workdir = _WORKDIR.value
   out = _OUT.value or os.path.join(workdir, "latent_prior.npz")
   # Made now: a missing folder failed the save after the fit (a flow's: 15,000 steps).
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  make_parent_dir(out)
   config, _, state = load_trained(workdir)
   if config.family != "vae":
     raise app.UsageError(f"{workdir} holds a {config.family!r} model; a latent prior needs "

@@ -26,6 +26,7 @@ from genjax import data as data_lib
 from genjax import sampling
 from genjax.eval import augmentation as aug
 from genjax.eval import classifier as classifier_lib
+from genjax.metric_writers import make_parent_dir
 from genjax.train import loop
 from genjax.train.gan_presets import DATASETS as PRESET_DATASETS
 from genjax.train.task import get_task
@@ -122,7 +123,7 @@ def main(argv):
           f"pool = {r['real_repeats']} x {r['num_real']} real + {r['num_fake']} generated; "
           f"classifier steps {r['classifier_steps']}")
   out = _OUT.value or os.path.join(_WORKDIR.value, "augmentation.json")
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+  make_parent_dir(out)
   flag_values = {h.name: h.value for h in _FLAGS}
   with open(out, "w") as f:
     json.dump({"flags": flag_values, "max_shift": max_shift, "rows": rows,

@@ -9,7 +9,6 @@ experiments/RESULTS.md.
   python experiments/gan_gradients.py --dataset=digits --d_steps=0,10,50,200,500
 """
 import datetime
-import os
 
 import jax
 import numpy as np
@@ -18,6 +17,7 @@ from absl import app, flags
 from genjax import config as config_lib
 from genjax import data as data_lib
 from genjax.bench.env import device_description
+from genjax.metric_writers import make_parent_dir
 from genjax.train import parallel
 from genjax.train.gan_diagnostics import generator_grad_norms
 from genjax.train.task import get_task
@@ -71,7 +71,7 @@ def main(argv):
   text = "\n".join(lines) + "\n"
   print(text)
   if _RESULTS.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_RESULTS.value)), exist_ok=True)
+    make_parent_dir(_RESULTS.value)
     with open(_RESULTS.value, "a") as f:
       f.write(text)
 

@@ -14,7 +14,6 @@ all of it.
 """
 import datetime
 import json
-import os
 import time
 
 import jax
@@ -26,6 +25,7 @@ from genjax.bench import environment
 from genjax.eval import classifier as classifier_lib
 from genjax.eval import evaluate
 from genjax.eval.pictures import to_uint8
+from genjax.metric_writers import make_parent_dir
 from genjax.train import loop, parallel
 from genjax.train.gan_presets import LOSSES
 from experiments import configs
@@ -105,7 +105,7 @@ def main(argv):
                          f"{classifier_lib.FEATURE_DIM} (FID in the classifier's features) "
                          f"and --num_train={_NUM_TRAIN.value} >= 0.")
   if _OUT.value:  # Made now: a missing folder failed the write after every cell had run.
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    make_parent_dir(_OUT.value)
   env = environment()
   clf = classifier_lib.load(_DATASET.value)
   features_fn = evaluate.classifier_features(clf)

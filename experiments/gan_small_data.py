@@ -20,7 +20,6 @@ the markdown table.
 """
 import datetime
 import json
-import os
 import time
 
 import jax
@@ -35,6 +34,7 @@ from genjax.bench import environment
 from genjax.eval import classifier as classifier_lib
 from genjax.eval import coverage, evaluate
 from genjax.eval.pictures import to_uint8
+from genjax.metric_writers import make_parent_dir
 from genjax.train import collapse, parallel
 from genjax.train.gan import apply_with_stats
 from genjax.train.task import get_task
@@ -156,7 +156,7 @@ def main(argv):
         f"{_BATCH.value} must be >= 1, --num_train={_NUM_TRAIN.value} >= --batch_size and "
         f"--num={_NUM.value} >= {classifier_lib.FEATURE_DIM} (FID in the classifier's features).")
   if _OUT.value:  # Made now: a missing folder failed the write after every run had finished.
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    make_parent_dir(_OUT.value)
   logging.set_verbosity(logging.WARNING)
   clf = classifier_lib.load(_DATASET.value)
   features_fn = evaluate.classifier_features(clf)

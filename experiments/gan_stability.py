@@ -19,7 +19,6 @@ a third of runs".
 import datetime
 import importlib
 import json
-import os
 import time
 
 import jax
@@ -31,6 +30,7 @@ from genjax.eval import classifier as classifier_lib
 from genjax.eval import coverage, metrics
 from genjax.eval.stability import run_record, summary, to_markdown
 from genjax.eval.pictures import to_uint8
+from genjax.metric_writers import make_parent_dir
 from genjax.train import loop, parallel
 from experiments.configs import mlp_gan
 
@@ -114,7 +114,7 @@ def check_flags() -> None:
       except ValueError as e:
         raise app.UsageError(f"--variants: {variant!r}: {e}") from e
   if _OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    make_parent_dir(_OUT.value)
 
 
 def main(argv):

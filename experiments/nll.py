@@ -21,7 +21,6 @@ binarisation and z draws a whole-split evaluation gives them, so parts written w
 `--per_image` merge (`--merge`) into the number one long run would give.
 """
 import datetime
-import os
 import time
 
 import jax
@@ -103,7 +102,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   if _OUT.value:  # Made now: a missing folder failed the write after the evaluation.
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    metric_writers.make_parent_dir(_OUT.value)
   if _MERGE.value and _WORKDIR.value:
     raise app.UsageError("Give --workdir (evaluate a run) or --merge (merge parts), not both.")
   if _MERGE.value:

@@ -7,12 +7,18 @@ import os
 from typing import Mapping
 
 
+def make_parent_dir(path: str) -> str:
+  """Makes the folder that will hold the file `path` (if missing); returns `path`. Scripts
+  call it before their work, so that a missing folder fails nothing at the end."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  return path
+
+
 class JsonlWriter:
   """Appends one JSON object per call; reopening the file continues it (for resume)."""
 
   def __init__(self, path: str):
-    self.path = path
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    self.path = make_parent_dir(path)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     with open(self.path, "a") as f:
@@ -65,6 +71,5 @@ def report(result: Mapping, out: str = "", hidden: tuple[str, ...] = ()) -> None
   all of it to the file `out` if given (its folder made if missing)."""
   print(json.dumps({k: v for k, v in result.items() if k not in hidden}, indent=2))
   if out:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
+    with open(make_parent_dir(out), "w") as f:
       json.dump(result, f, indent=2)

@@ -3,11 +3,12 @@ per-class grids, training curves (headless matplotlib) and markdown result table
 from __future__ import annotations
 
 import math
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
+
+from genjax.metric_writers import make_parent_dir
 
 
 def to_uint8(images) -> np.ndarray:
@@ -55,7 +56,7 @@ def save_curves(records: Sequence[Mapping[str, float]], keys: Sequence[str], pat
   if title:
     ax.set_title(title)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  make_parent_dir(path)
   fig.savefig(path, dpi=100)
   return path
 
@@ -95,7 +96,7 @@ def save_image(image: np.ndarray, path: str, scale: int = 2) -> str:
   img = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
   if scale > 1:
     img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  make_parent_dir(path)
   img.save(path)
   return path
 
