@@ -285,6 +285,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.num_train < 0:
     raise ValueError(f"config.num_train must be >= 0 (0 = the whole split), got "
                      f"{config.num_train}.")
+  classes = data.NUM_CLASSES - (config.exclude_label >= 0)
+  if config.num_train % classes:
+    raise ValueError(f"config.num_train={config.num_train} must be a multiple of the {classes} "
+                     f"classes it is balanced over (config.exclude_label="
+                     f"{config.exclude_label}).")
 
 
 def _check_types(config: ml_collections.ConfigDict) -> None:

@@ -25,11 +25,20 @@ def test_unknown_key_and_wrong_type_name_the_key():
     ("compute_dtype", "float16", "Unknown compute dtype 'float16'"),
     ("batch_size", 0, "config.batch_size must be >= 1"),
     ("keep_checkpoints", 0, "config.keep_checkpoints must be >= 1"),
+    ("num_train", 15, "num_train=15 must be a multiple of the 10 classes"),
 ])
 def test_validate_names_bad_values(key, value, message):
   c = config_lib.base_config()
   c[key] = value
   with pytest.raises((ValueError, KeyError), match=message):
+    config_lib.validate(c)
+
+
+def test_num_train_with_a_class_held_out_is_balanced_over_the_other_nine():
+  c = config_lib.override(config_lib.base_config(), {"exclude_label": 0, "num_train": 90})
+  config_lib.validate(c)
+  c.num_train = 100
+  with pytest.raises(ValueError, match="num_train=100 must be a multiple of the 9 classes"):
     config_lib.validate(c)
 
 

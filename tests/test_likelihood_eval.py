@@ -106,8 +106,9 @@ def test_merge_parts_pools_disjoint_ranges_and_names_what_does_not_fit():
   merged = lik.merge_parts([_part(2, [-3.0, -5.0]), _part(0, [-1.0, -3.0])])
   assert (merged["start"], merged["num_test"], merged["contiguous"]) == (0, 4, True)
   assert merged["nll_nats"] == pytest.approx(3.0)
-  assert merged["sem_nats"] == pytest.approx(np.std([1.0, 3.0, 3.0, 5.0]) / 2.0)
+  assert merged["sem_nats"] == pytest.approx(np.std([1.0, 3.0, 3.0, 5.0], ddof=1) / 2.0)
   assert merged["bits_per_dim"] == pytest.approx(3.0 / 784 / np.log(2))
+  assert np.isnan(lik.merge_parts([_part(0, [-1.0])])["sem_nats"])  # one image: no spread
   assert not lik.merge_parts([_part(0, [-1.0]), _part(4, [-2.0])])["contiguous"]
   with pytest.raises(ValueError, match="overlap"):
     lik.merge_parts([_part(0, [-1.0, -2.0]), _part(1, [-1.0])])
@@ -127,7 +128,7 @@ def test_paired_difference_pairs_the_images_both_scored_and_refuses_what_does_no
   assert (paired["num_images"], paired["first_image"], paired["last_image"]) == (2, 2, 3)
   # NLL_A - NLL_B per image: 2 - 3 = -1 and 3 - 3.5 = -0.5; A is lower on both.
   assert paired["mean_nats"] == pytest.approx(-0.75)
-  assert paired["sem_nats"] == pytest.approx(0.25 / np.sqrt(2))
+  assert paired["sem_nats"] == pytest.approx(np.std([-1.0, -0.5], ddof=1) / np.sqrt(2))
   assert paired["frac_lower"] == pytest.approx(1.0)
   assert (paired["nll_a"], paired["nll_b"]) == (pytest.approx(2.5), pytest.approx(3.25))
   flipped = lik.paired_difference(b, a)

@@ -161,12 +161,21 @@ def check_discrete_likelihood(config) -> None:
                      "be negative). Evaluate a config.likelihood='bernoulli' run.")
 
 
+def standard_error(values) -> float:
+  """The standard error of the mean of `values`: their sample standard deviation (ddof 1)
+  over sqrt(n); NaN for fewer than two values, whose spread is unknown."""
+  values = np.asarray(values, np.float64)
+  if values.size < 2:
+    return float("nan")
+  return float(values.std(ddof=1) / np.sqrt(values.size))
+
+
 def nll_summary(log_likelihoods, num_dims: int) -> dict:
   """Per-image log p(x) in nats -> {'nll_nats' (mean NLL), 'sem_nats' (its standard error
-  over images), 'bits_per_dim'}."""
+  over images, `standard_error`), 'bits_per_dim'}."""
   ll = np.asarray(log_likelihoods, np.float64)
   nll = float(-ll.mean())
-  return {"nll_nats": nll, "sem_nats": float(ll.std() / np.sqrt(len(ll))),
+  return {"nll_nats": nll, "sem_nats": standard_error(ll),
           "bits_per_dim": float(nats_to_bits_per_dim(nll, num_dims))}
 
 
@@ -292,6 +301,6 @@ def paired_difference(parts_a: list[dict], parts_b: list[dict]) -> dict:
   diff = ll_b[in_b] - ll_a[in_a]  # NLL_A - NLL_B
   return {"num_images": int(len(shared)), "first_image": int(shared[0]),
           "last_image": int(shared[-1]), "mean_nats": float(diff.mean()),
-          "sem_nats": float(diff.std() / np.sqrt(len(diff))),
+          "sem_nats": standard_error(diff),
           "frac_lower": float((diff < 0).mean()), "nll_a": float(-ll_a[in_a].mean()),
           "nll_b": float(-ll_b[in_b].mean())}
