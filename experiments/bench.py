@@ -9,15 +9,18 @@
   # any config's step without baselines:
   python experiments/bench.py --config=experiments/configs/<x>.py --steps=50 --baselines=
 
-Prints a markdown table; writes bench.md and bench.json (rows + device, versions, date, load)
-to --out. The PyTorch baselines need torch (the `bench` extra) and are skipped with a message
-when it is absent. Baselines per model (experiments/benchmarks/registry.py): mlp_gan ->
-torch_tutorial, torch_resident, torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp /
-vae_conv -> torch_vae_mlp / torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another
-model is refused.
+Prints a markdown table; writes bench.md and bench.json (rows + device, the baselines' torch
+device, versions, date, load) to --out. The PyTorch baselines need torch (the `bench` extra)
+and are skipped with a message when it is absent. Baselines per model
+(experiments/benchmarks/registry.py): mlp_gan -> torch_tutorial, torch_resident,
+torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
+torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another model, or of a config that
+trains its model otherwise than the baseline (another loss, a penalty, a moving average), is
+refused.
 """
 import os
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -60,9 +63,10 @@ flags.mark_flags_as_required(["config"])
 
 
 def _baselines(config, names, device, threads):
-  """{row name: fn(images, *, batch_size, max_steps)}; names None: the model's defaults."""
+  """({row name: fn(images, *, batch_size, max_steps)}, the device they run on, e.g.
+  'cuda (NVIDIA H200)', or None without baselines); names None: the model's defaults."""
   if names is not None and not names:  # --baselines= : none
-    return {}
+    return {}, None
   # pylint: disable-next=import-outside-toplevel
   from experiments.benchmarks import registry, torch_tutorial
   try:
@@ -71,21 +75,28 @@ def _baselines(config, names, device, threads):
     raise app.UsageError(str(e)) from e
   if not chosen:
     print(f"No PyTorch baseline for model {config.model!r}: genjax rows only.")
-    return {}
+    return {}, None
   if not torch_tutorial.available():
     print("torch is not installed: skipping the PyTorch baselines "
           "(pip install 'genjax[bench]').")
-    return {}
+    return {}, None
+  import torch  # pylint: disable=import-outside-toplevel
   if not device:
-    import torch  # pylint: disable=import-outside-toplevel
     device = "cuda" if torch.cuda.is_available() else "cpu"
+  where = device
+  if device.startswith("cuda"):
+    where += f" ({torch.cuda.get_device_name(torch.device(device))})"
+  if jax.devices()[0].platform != "cpu" and not device.startswith("cuda"):
+    print(f"Warning: genjax runs on {jax.devices()[0].platform} but the PyTorch baselines on "
+          f"{device} (torch {torch.__version__}; torch.cuda.is_available() is "
+          f"{torch.cuda.is_available()}): their ratios compare devices, not implementations.")
 
   def bind(fn, t):
     fn = torch_tutorial.with_threads(fn, t)
     return lambda images, **kw: fn(images, device=device, **kw)
 
   return {n + (f"_{t}thr" if t else ""): bind(fn, t)
-          for n, fn in chosen.items() for t in threads}
+          for n, fn in chosen.items() for t in threads}, where
 
 
 def main(argv):
@@ -95,8 +106,8 @@ def main(argv):
   config = _CONFIG.value
   if not _PROFILE.value:  # Refuse wrong baselines before loading any data.
     names = None if _BASELINES.value is None else [b for b in _BASELINES.value if b]
-    baselines = _baselines(config, names, _TORCH_DEVICE.value,
-                           [int(t) for t in _THREADS.value])
+    baselines, torch_device = _baselines(config, names, _TORCH_DEVICE.value,
+                                         [int(t) for t in _THREADS.value])
   dataset = loop.load_train_split(config)
   if _PROFILE.value:
     from genjax.bench import profile  # pylint: disable=import-outside-toplevel
@@ -109,6 +120,7 @@ def main(argv):
       print(f"| {name} | {us / 1e6:.3f} | {share:.1%} |")
     return
   env = bench.environment()
+  env["torch_device"] = torch_device  # Where the baselines ran (None: no baselines).
   print(f"{env['device']}, load average before: {env['load_average_1_5_15']}", flush=True)
   rows = bench.run_suite(
       config, dataset.images, dataset.labels,

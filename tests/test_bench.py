@@ -184,3 +184,66 @@ def test_conv_layer_timing_script_writes_a_row_per_layer_and_dtype(tmp_path):
   for row in rows:  # four positive times per row
     times = [float(cell) for cell in row.strip("| ").split(" | ")[2:]]
     assert len(times) == 4 and all(t > 0 for t in times), row
+
+
+def test_a_batch_larger_than_the_split_gives_one_clear_error(digits):
+  # With --steps the split was cut to zero images first: a reshape error named nothing.
+  c = config_lib.override(get_config("smoke"), {"batch_size": 128})
+  with pytest.raises(ValueError, match="batch_size 128 exceeds the 96 training examples"):
+    bench.time_epoch(c, *digits, repeats=1, steps=2)
+  if not torch_tutorial.available():
+    return
+  # The baselines gave a row of 0 steps (resident; its ratio divided by zero) or of one
+  # partial batch labelled batch 128 (tutorial).
+  for name, fn in torch_tutorial.BASELINES.items():
+    with pytest.raises(ValueError, match="batch_size 128: need 1 <= batch_size <= the 96"):
+      fn(digits[0], batch_size=128, max_steps=2)
+    with pytest.raises(ValueError, match="batch_size 0"):
+      fn(digits[0], batch_size=0, max_steps=2)
+
+
+@pytest.mark.skipif(not torch_tutorial.available(), reason="torch not installed (bench extra)")
+def test_tutorial_step_makes_noise_and_targets_on_the_host(digits, monkeypatch):
+  """As the tutorial does (`Variable(torch.randn(bs, z_dim).to(device))`): on a GPU, making
+  them there instead skips the tutorial's host draws and copies and flatters the baseline."""
+  import torch  # pylint: disable=import-outside-toplevel
+
+  made = []
+  for name in ("randn", "ones", "zeros"):
+    real = getattr(torch, name)
+    monkeypatch.setattr(torch, name, lambda *a, _real=real, _name=name, **k: (
+        made.append((_name, k.get("device"))), _real(*a, **k))[1])
+  G, D, G_opt, D_opt, criterion = torch_tutorial.build()
+  x = torch.from_numpy(digits[0][:8].astype(np.float32) / 127.5 - 1.0).reshape(8, 784)
+  torch_tutorial._train_step(  # pylint: disable=protected-access
+      torch, x, G, D, G_opt, D_opt, criterion, 100, "cpu")
+  assert sorted(made) == [("ones", None), ("ones", None), ("randn", None), ("randn", None),
+                          ("zeros", None)]
+
+
+def test_bench_cli_records_where_the_baselines_ran(tmp_path):
+  pytest.importorskip("torch")
+  run_python(["experiments/bench.py", "--config=experiments/configs/mlp_gan.py:smoke",
+              "--batch_sizes=32", "--steps=1", "--nowarmup", "--torch_threads=1",
+              "--baselines=torch_resident_tuned", f"--out={tmp_path}"])
+  doc = json.loads((tmp_path / "bench.json").read_text())
+  assert doc["environment"]["torch_device"] == "cpu"  # no CUDA torch here
+  assert [r["impl"] for r in doc["rows"]] == ["genjax", "torch_resident_tuned_1thr"]
+  assert " on cpu; fp32 matmuls" in (tmp_path / "bench.md").read_text().splitlines()[0]
+
+
+def test_precision_record_names_torchs_cudnn_convolutions(monkeypatch):
+  """With CUDA, torch's convolutions follow `cudnn.allow_tf32` (TF32 by default), not the fp32
+  matmul precision: a conv model's record said 'torch highest' of TF32 convolutions."""
+  import types  # pylint: disable=import-outside-toplevel
+  fake = types.SimpleNamespace(
+      get_float32_matmul_precision=lambda: "highest",
+      cuda=types.SimpleNamespace(is_available=lambda: True),
+      backends=types.SimpleNamespace(cudnn=types.SimpleNamespace(allow_tf32=True)))
+  monkeypatch.setitem(__import__("sys").modules, "torch", fake)
+  precision = bench.env.matmul_precision()
+  assert precision["torch"] == "highest" and precision["torch_cudnn_conv"] == "tf32"
+  env = {**bench.environment(), "fp32_matmul_precision": precision}
+  assert "torch highest (torch's cuDNN convs tf32)" in bench.to_markdown([], env)
+  fake.cuda.is_available = lambda: False  # CPU torch: no such line
+  assert "torch_cudnn_conv" not in bench.env.matmul_precision()

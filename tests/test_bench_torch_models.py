@@ -221,3 +221,42 @@ def test_dcgan_discriminator_matches_genjax_with_the_same_weights():
             torch.from_numpy(fc.reshape(1, -1).copy()), tw.vec(p["Dense_0"]["bias"])])
   want = np.asarray(d.apply({"params": p}, x, train=False))
   np.testing.assert_allclose(D(_nchw(x)).detach().numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_dcgan_step_computes_each_d_weight_gradient_once(monkeypatch, images):
+  """genjax differentiates G's loss w.r.t. G's parameters only; the torch step computed D's
+  weight gradients in G's update as well (work genjax does not do, thrown away)."""
+  built = {}
+
+  def spy(*args, **kwargs):
+    built["G"], built["D"] = build(*args, **kwargs)
+    return built["G"], built["D"]
+
+  build = tm.build_dcgan
+  monkeypatch.setattr(tm, "build_dcgan", spy)
+  c = dcgan.get_config("mnist,smoke")
+  step = tm.make_step(c)
+  counts = {"G": 0, "D": 0}
+  for net in ("G", "D"):
+    for p in built[net].parameters():
+      p.register_hook(lambda g, net=net: counts.__setitem__(net, counts[net] + 1))
+  step(tm.resident_data(c, images)[:4])
+  n = {net: len(list(built[net].parameters())) for net in ("G", "D")}
+  assert counts == n  # one gradient per parameter: D's in its update, G's in its update
+  assert all(p.requires_grad for p in built["D"].parameters())  # D trainable again
+
+
+@pytest.mark.parametrize("model,overrides", [
+    ("vae_mlp", {"iw_train_samples": 8}), ("vae_conv", {"frozen": "encoder"}),
+    ("vae_mlp", {"latent_prior": "prior.npz"}), ("vae_mlp", {"ema_decay": 0.999}),
+    ("pixelcnn", {"ema_decay": 0.999}), ("dcgan", {"ema_decay": 0.999}),
+    ("mlp_gan", {"loss": "hinge"}), ("mlp_gan", {"n_critic": 5, "gp_weight": 10.0}),
+    ("mlp_gan", {"r1_gamma": 1.0}), ("mlp_gan", {"ada": True}), ("mlp_gan", {"latent_dim": 64}),
+    ("mlp_gan", {"model_args.dropout_rate": 0.0}), ("mlp_gan", {"ema_decay": 0.999})])
+def test_registry_refuses_configs_that_train_otherwise_than_the_baseline(model, overrides):
+  """A baseline that silently does other work (1 z in place of 8, a penalty or augmentation
+  left out, no moving average) gives a ratio of two different steps."""
+  get_config = {**CONFIGS, "mlp_gan": mlp_gan.get_config}[model]
+  c = config_lib.override(get_config("smoke"), overrides)
+  with pytest.raises(ValueError, match="this config sets|ema_decay"):
+    registry.select(c, None)

@@ -4,7 +4,9 @@
   dcgan    -> torch_dcgan                      (experiments/benchmarks/torch_models.py)
   vae_mlp  -> torch_vae_mlp,  vae_conv -> torch_vae_conv,  pixelcnn -> torch_pixelcnn
 A baseline named for another model than the config's is refused with one error: a ratio of
-two different models' steps/s means nothing. torch is imported only by the selected modules.
+two different models' steps/s means nothing; so is a config that trains its model otherwise
+than the baseline does (`torch_tutorial.check_supported`, `torch_models._check_supported`).
+torch is imported only by the selected modules.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def select(config, names: Sequence[str] | None) -> dict[str, Callable]:
     config: the genjax config being benchmarked (its model picks the baselines).
     names: baseline names; None: all of the config's model (possibly none); []: none.
   Raises:
-    ValueError: an unknown name, or a baseline of another model than config.model.
+    ValueError: an unknown name, a baseline of another model than config.model, or a config
+      that trains otherwise than the baseline (another loss, a penalty, a moving average...).
   """
   if names is None:
     names = names_for(config.model)
@@ -43,6 +46,7 @@ def select(config, names: Sequence[str] | None) -> dict[str, Callable]:
   out = {}
   for name in names:
     if MODEL_OF[name] == "mlp_gan":
+      torch_tutorial.check_supported(config)
       out[name] = torch_tutorial.BASELINES[name]
     else:
       out.update(torch_models.baselines_for(config))

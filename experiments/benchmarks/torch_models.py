@@ -6,7 +6,8 @@ matching genjax step does (genjax/train/{gan,vae,pixelcnn}.py):
   * dcgan: G = Dense -> BN, ReLU -> ConvT 2w s2 -> BN, ReLU -> ConvT w s2 -> BN, ReLU ->
     Conv 3x3 -> tanh; D = Conv w s2 -> LReLU(0.2) -> Conv 2w s2 -> LReLU -> Dense 1 (no BN).
     Non-saturating BCE-with-logits; one D update on real then fake (fresh z), then one G
-    update on fresh z; Adam(lr_d / lr_g, b1, b2).
+    update on fresh z (D's weights frozen: no weight gradients of D there, as in genjax);
+    Adam(lr_d / lr_g, b1, b2).
   * vae_mlp / vae_conv: per step a fresh Bernoulli binarisation of the batch, one
     reparameterised z, Bernoulli decoder, analytic KL, loss = -ELBO in nats per image.
   * pixelcnn: 7x7 type-A masked conv, gated residual blocks (masked 3x3 type-B to 2F,
@@ -24,7 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from experiments.benchmarks.torch_tutorial import _require_torch
+from experiments.benchmarks.torch_tutorial import (PLAIN_GAN, _require_torch, check_batch_size,
+                                                  differences)
 
 MODELS = ("dcgan", "vae_mlp", "vae_conv", "pixelcnn")
 
@@ -35,17 +37,22 @@ def _check_supported(config) -> None:
     raise ValueError(f"No resident PyTorch equivalent of model {config.model!r}; known: "
                      f"{list(MODELS)}.")
   if config.model == "dcgan":
-    plain = {"loss": "non_saturating", "n_critic": 1, "r1_gamma": 0.0, "gp_weight": 0.0,
-             "spectral_norm": False, "ada": False}
-    off = {k: config[k] for k, v in plain.items() if config[k] != v}
-    if config.model_args.get("dropout_rate", 0.0):
-      off["model_args.dropout_rate"] = config.model_args.dropout_rate
+    off = differences(config, {**PLAIN_GAN, "model_args.dropout_rate": 0.0})
     if off:
       raise ValueError(f"The PyTorch DCGAN baseline implements the plain non-saturating "
                        f"DCGAN only; this config sets {off}.")
   elif config.model.startswith("vae") and config.likelihood != "bernoulli":
     raise ValueError(f"The PyTorch VAE baselines implement the Bernoulli decoder only; "
                      f"config.likelihood={config.likelihood!r}.")
+  elif config.model.startswith("vae"):  # The ELBO of one z per image against N(0, I).
+    off = differences(config, {"iw_train_samples": 1, "latent_prior": "", "frozen": "",
+                               "ema_decay": 0.0})
+    if off:
+      raise ValueError(f"The PyTorch VAE baselines train both halves on the ELBO (one z per "
+                       f"image, N(0, I) prior) with plain Adam; this config sets {off}.")
+  elif config.ema_decay:
+    raise ValueError(f"The PyTorch baselines keep no moving average of the parameters; "
+                     f"config.ema_decay={config.ema_decay}.")
 
 
 def _adam(torch, params, lr: float, config):
@@ -115,11 +122,14 @@ def _dcgan_step(config, device: str) -> Callable:
     d_opt.zero_grad(set_to_none=True)
     d_loss.backward()
     d_opt.step()
-    # G update on fresh z: non-saturating loss -mean(log sigmoid(D(G(z)))).
+    # G update on fresh z: non-saturating loss -mean(log sigmoid(D(G(z)))). D's weights
+    # without gradients, as genjax differentiates G's loss w.r.t. G's parameters only.
+    D.requires_grad_(False)
     g_loss = bce(D(G(torch.randn(bs, latent, device=device))), ones)
     g_opt.zero_grad(set_to_none=True)
-    g_loss.backward()  # D's grads from here are cleared by its next zero_grad.
+    g_loss.backward()
     g_opt.step()
+    D.requires_grad_(True)
     return g_loss
 
   return step
@@ -280,12 +290,11 @@ def time_resident(config, images_u8: np.ndarray, *, batch_size: int, max_steps: 
   """Steady-state seconds for the first `max_steps` batches of one epoch (0: all), after
   `warmup_steps` untimed steps (allocator, thread pools, oneDNN primitive caches)."""
   torch = _require_torch()
+  check_batch_size(len(images_u8), batch_size)
   torch.manual_seed(seed)
   step = make_step(config, device)
   data = resident_data(config, images_u8, device)
   n = len(data) // batch_size
-  if n < 1:
-    raise ValueError(f"batch_size {batch_size} exceeds the {len(data)} images.")
   n = min(n, max_steps) if max_steps else n  # at most one epoch, as the genjax side
   sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 

@@ -7,10 +7,12 @@ Three baselines, all eager fp32 with the tutorial's G/D (the same shapes and ini
     DataLoader with shuffle=True, batch 64;
   * `resident`: the whole split normalised once and kept on the device as one tensor, each
     epoch a `randperm` and index slicing; the tutorial's own step (it backpropagates D's loss
-    into G, computes D's weight gradients in G's update, and reads both losses each step);
+    into G, computes D's weight gradients in G's update, makes its noise and targets on the
+    host and copies them to the device, and reads both losses each step);
   * `resident_tuned`: the same resident data with that waste removed, as genjax's step has it:
     the fakes of D's update made without a graph, D's weights without gradients in G's update,
-    the losses kept on the device (one host sync per epoch), and two untimed warm-up steps.
+    the noise and targets made on the device (not on the host and copied), the losses kept
+    on the device (one host sync per epoch), and two untimed warm-up steps.
     The same updates as the tutorial's, for the fewest eager PyTorch operations.
 torchvision is not required: its two transforms are re-implemented line for line. The
 network is the reference model as `genjax/models/mlp_gan.py` has it (two dropouts in D;
@@ -39,6 +41,41 @@ def _require_torch():
   except ImportError as e:
     raise ImportError("The PyTorch baselines need torch: pip install 'genjax[bench]'.") from e
   return torch
+
+
+# What the tutorial's step trains (BCE on D's sigmoid, one D update per G update, no penalty,
+# augmentation or moving average); a config that trains otherwise does other work per step.
+PLAIN_GAN = {"loss": "non_saturating", "n_critic": 1, "r1_gamma": 0.0, "gp_weight": 0.0,
+             "spectral_norm": False, "ada": False, "ema_decay": 0.0}
+
+
+def differences(config, plain: dict) -> dict:
+  """{key: config's value} where `config` differs from `plain`; a 'model_args.x' key reads
+  config.model_args.x (absent: the plain value)."""
+  out = {}
+  for key, want in plain.items():
+    group, _, name = key.rpartition(".")
+    have = config.model_args.get(name, want) if group else config[key]
+    if have != want:
+      out[key] = have
+  return out
+
+
+def check_supported(config) -> None:
+  """The tutorial baselines time the tutorial's GAN only: refuse an MLP GAN config that
+  trains another one (its steps/s over theirs would compare different work)."""
+  off = differences(config, {**PLAIN_GAN, "latent_dim": 100, "model_args.dropout_rate": 0.3})
+  if off:
+    raise ValueError(f"The PyTorch tutorial baselines implement the tutorial's GAN only "
+                     f"(non-saturating BCE, latent 100, dropout 0.3); this config sets {off}.")
+
+
+def check_batch_size(num_images: int, batch_size: int) -> None:
+  """One clear error when not even one whole batch fits (a row of 0 steps, or of one partial
+  batch, would be a meaningless steps/s)."""
+  if not 1 <= batch_size <= num_images:
+    raise ValueError(f"batch_size {batch_size}: need 1 <= batch_size <= the {num_images} "
+                     "images, so that an epoch has at least one whole batch.")
 
 
 def build(device: str = "cpu", latent_dim: int = 100):
@@ -86,22 +123,23 @@ def build(device: str = "cpu", latent_dim: int = 100):
 
 
 def _train_step(torch, x, G, D, G_optimizer, D_optimizer, criterion, latent_dim, device):
-  """The tutorial's D_train(x) then G_train(x)."""
+  """The tutorial's D_train(x) then G_train(x). As there, the noise and the targets are made
+  on the host and copied to `device` (`Variable(torch.randn(bs, z_dim).to(device))`)."""
   bs = x.shape[0]
   # D_train
   D.zero_grad()
-  x_real, y_real = x.view(-1, 28 * 28), torch.ones(bs, 1, device=device)
+  x_real, y_real = x.view(-1, 28 * 28), torch.ones(bs, 1).to(device)
   D_real_loss = criterion(D(x_real), y_real)
-  z = torch.randn(bs, latent_dim, device=device)
-  x_fake, y_fake = G(z), torch.zeros(bs, 1, device=device)
+  z = torch.randn(bs, latent_dim).to(device)
+  x_fake, y_fake = G(z), torch.zeros(bs, 1).to(device)
   D_fake_loss = criterion(D(x_fake), y_fake)
   D_loss = D_real_loss + D_fake_loss
   D_loss.backward()
   D_optimizer.step()
   # G_train
   G.zero_grad()
-  z = torch.randn(bs, latent_dim, device=device)
-  y = torch.ones(bs, 1, device=device)
+  z = torch.randn(bs, latent_dim).to(device)
+  y = torch.ones(bs, 1).to(device)
   G_loss = criterion(D(G(z)), y)
   G_loss.backward()
   G_optimizer.step()
@@ -110,7 +148,9 @@ def _train_step(torch, x, G, D, G_optimizer, D_optimizer, criterion, latent_dim,
 
 
 def _tuned_step(torch, x, G, D, G_optimizer, D_optimizer, criterion, latent_dim, device):
-  """The tutorial's D_train then G_train, without the work whose results it throws away."""
+  """The tutorial's D_train then G_train, without the work whose results it throws away, and
+  the noise and targets made on `device` (the tutorial makes them on the host and copies
+  them; on the CPU the numbers are the same)."""
   bs = x.shape[0]
   y_real, y_fake = torch.ones(bs, 1, device=device), torch.zeros(bs, 1, device=device)
   D.zero_grad(set_to_none=True)
@@ -163,6 +203,7 @@ def time_tutorial_epoch(images_u8: np.ndarray, *, batch_size: int = 64, max_step
                         seed: int = 0, device: str = "cpu") -> dict[str, Any]:
   """Seconds for one epoch of the tutorial loop (data loading included)."""
   torch = _require_torch()
+  check_batch_size(len(images_u8), batch_size)
   torch.manual_seed(seed)
   G, D, G_opt, D_opt, criterion = build(device)
   loader = make_tutorial_loader(images_u8, batch_size)
@@ -195,6 +236,7 @@ def time_resident_tuned_epoch(images_u8: np.ndarray, *, batch_size: int = 64,
 
 def _time_resident(images_u8, step, *, batch_size, max_steps, seed, device, warmup=0):
   torch = _require_torch()
+  check_batch_size(len(images_u8), batch_size)
   torch.manual_seed(seed)
   G, D, G_opt, D_opt, criterion = build(device)
   data = torch.from_numpy(np.array(images_u8, copy=True)).to(device)  # writable copy

@@ -52,11 +52,15 @@ def device_description() -> str:
 def matmul_precision() -> dict[str, str | None]:
   """How each side multiplies fp32 matrices: JAX's `jax_default_matmul_precision` (None: the
   backend's default, TF32 on NVIDIA tensor cores) and, where torch is loaded,
-  `torch.get_float32_matmul_precision()` ('highest': full fp32, its default)."""
+  `torch.get_float32_matmul_precision()` ('highest': full fp32, its default); with CUDA also
+  its cuDNN convolutions' own switch (`torch.backends.cudnn.allow_tf32`, True by default:
+  TF32 convolutions beside full-fp32 matmuls) as 'torch_cudnn_conv'."""
   out = {"jax": jax.config.jax_default_matmul_precision}
   torch = sys.modules.get("torch")
   if torch is not None:
     out["torch"] = torch.get_float32_matmul_precision()
+    if torch.cuda.is_available():
+      out["torch_cudnn_conv"] = "tf32" if torch.backends.cudnn.allow_tf32 else "highest"
   return out
 
 

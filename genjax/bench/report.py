@@ -46,7 +46,9 @@ def _precision_note(precision: Mapping[str, Any] | None) -> str:
     return ""
   sides = [f"{side} {precision[side] or 'default'}" for side in ("jax", "torch")
            if side in precision]
-  return "; fp32 matmuls: " + ", ".join(sides)
+  conv = precision.get("torch_cudnn_conv")
+  return "; fp32 matmuls: " + ", ".join(sides) + (f" (torch's cuDNN convs {conv})" if conv
+                                                  else "")
 
 
 def to_markdown(rows: Sequence[Row], env: Mapping[str, Any]) -> str:
@@ -62,6 +64,7 @@ def to_markdown(rows: Sequence[Row], env: Mapping[str, Any]) -> str:
   lines = [f"Device: {env['device']}; date (UTC): {env['date_utc']}; load average "
            f"(1/5/15 min): {', '.join(f'{x:.1f}' for x in load) if load else 'n/a'}; "
            f"jax {env['versions'].get('jax')}, torch {env['versions'].get('torch')}"
+           + (f" on {env['torch_device']}" if env.get("torch_device") else "")
            + _precision_note(env.get("fp32_matmul_precision")) + ".", "",
            "| " + " | ".join(h for _, h in cols) + " |",
            "|" + "---|" * len(cols)]

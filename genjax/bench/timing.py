@@ -67,6 +67,7 @@ def time_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np
   """
   if repeats < 1:
     raise ValueError(f"repeats must be >= 1, got {repeats}.")
+  config_lib.steps_per_epoch(config, len(labels))  # One clear error if no batch fits.
   if steps > 0:  # Capped at one epoch's worth of whole batches.
     n = min(steps * config.batch_size, len(labels) - len(labels) % config.batch_size)
     images, labels = images[:n], labels[:n]
