@@ -82,18 +82,18 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(out, ndev, pid, nproc, port):
+def _launch(out, ndev, pid, nproc, port, worker=WORKER):
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags(ndev)}
-  return subprocess.Popen([sys.executable, "-c", WORKER, str(out), str(ndev), str(pid),
+  return subprocess.Popen([sys.executable, "-c", worker, str(out), str(ndev), str(pid),
                            str(nproc), str(port)], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(procs):
+def _finish(procs, timeout=TIMEOUT_S):
   outs = []
   for p in procs:
     try:
-      outs.append(p.communicate(timeout=TIMEOUT_S)[0])
+      outs.append(p.communicate(timeout=timeout)[0])
     except subprocess.TimeoutExpired:
       for q in procs:
         q.kill()
@@ -129,3 +129,58 @@ def test_two_processes_match_one_process_and_train(tmp_path):
   assert os.listdir(str(run) + "/checkpoints_quarantine") == [str(2 * spe)]
   assert sorted(int(s) for s in os.listdir(run / "checkpoints") if s.isdigit()) == [
       spe, 2 * spe, 3 * spe]
+
+
+# argv as WORKER's. Process 1 alone gets a SIGTERM in epoch 1 (of 3; no checkpoint is due).
+SIGTERM_WORKER = textwrap.dedent("""
+    import json, os, signal, sys
+    out, ndev, pid, nproc, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \\
+        int(sys.argv[4]), int(sys.argv[5])
+    import jax, numpy as np
+    from experiments import fault_injection as fi
+    from genjax.train import distributed, loop, parallel
+
+    c = fi.make_config(0, epochs=3, checkpoint_every=10, distributed=True,
+                       num_processes=nproc, process_id=pid,
+                       coordinator_address=f"127.0.0.1:{port}")
+    assert distributed.initialize(c) and jax.process_count() == nproc
+    errors = []
+    try:  # A mesh over a part of the devices would leave a process without its data.
+      parallel.make_mesh(1)
+    except ValueError as e:
+      errors.append(str(e))
+    mesh = parallel.make_mesh(0)
+    split = jax.make_array_from_process_local_data(parallel.batch_sharded(mesh),
+                                                   np.full(2, pid, np.float32))
+    try:  # Each process holds only its part: no value to return.
+      distributed.to_host(split)
+    except ValueError as e:
+      errors.append(str(e))
+    json.dump(errors, open(os.path.join(out, f"errors_{pid}.json"), "w"))
+
+    if pid == 1:
+      reads, to_host = [], distributed.to_host
+      def signalling_to_host(tree):
+        reads.append(1)
+        if len(reads) == 1:
+          os.kill(os.getpid(), signal.SIGTERM)
+        return to_host(tree)
+      distributed.to_host = signalling_to_host
+    loop.train(c, os.path.join(out, "run"), quiet=True, dataset=fi.subset_dataset())
+    print("WORKER_OK", pid)
+""")
+
+
+def test_sigterm_to_one_process_stops_all_and_bad_input_is_named(tmp_path):
+  """Process 1 stopping alone (the old loop) left process 0 in epoch 2's collectives and
+  process 1 in a save of its own: both hung. Now every process checkpoints epoch 1 and
+  returns."""
+  port = _free_port()
+  _finish([_launch(tmp_path, 1, i, 2, port, SIGTERM_WORKER) for i in range(2)], timeout=240)
+  for pid in range(2):
+    mesh_error, host_error = json.load(open(tmp_path / f"errors_{pid}.json"))
+    assert "config.num_devices=1: a multi-process run's mesh spans every" in mesh_error
+    assert "to_host reads replicated arrays; this one, shape (4,)" in host_error
+  records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  assert [r["epoch"] for r in records] == [1]
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [str(records[0]["step"])]

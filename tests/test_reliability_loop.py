@@ -2,8 +2,10 @@
 and clear errors for bad inputs. Runs the tiny config of experiments/fault_injection.py;
 a persistent compilation cache lets the subprocesses reuse this process's compiles. Runs
 are 4 epochs of 4 steps (the script's trials run 8)."""
+import json
 import os
 import shutil
+import signal
 import time
 
 import jax
@@ -163,3 +165,35 @@ def test_resume_hides_tensorboard_events_logged_after_the_restored_checkpoint(tm
   assert starts == [per_epoch + 1]  # TensorBoard purges events at steps >= this one.
   assert [e.step for e in resumed if e.summary.value and
           e.summary.value[0].tag == "d_loss"] == [2 * per_epoch]
+
+
+def test_sigterm_in_an_epoch_rolled_back_exits_at_once(cache_dir, tmp_path, monkeypatch):
+  """A SIGTERM that lands in a bad epoch: the loop rolls back to epoch 1's checkpoint and
+  returns, with nothing new to save, instead of training epoch 2 again inside the
+  preemption's grace period."""
+  reads, to_host = [], loop.distributed.to_host
+
+  def signalling_to_host(tree):  # The 2nd read is epoch 2's metrics: SIGTERM during it.
+    reads.append(1)
+    if len(reads) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return to_host(tree)
+
+  monkeypatch.setattr(loop.distributed, "to_host", signalling_to_host)
+  config = fi.make_config(0, debug_nan_step=5, nan_policy="rollback", **SHORT)  # Epoch 2.
+  loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())
+  assert len(reads) == 2 and loop.logged_epochs(str(tmp_path)) == 1
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["4"]
+
+
+def test_a_run_trained_on_more_devices_loads_on_this_machine(clean_run, tmp_path):
+  """num_devices and the batch split are training settings: a run trained on 8 devices is
+  read (sampling, evaluation, a warm start) on however many devices are here."""
+  wd = str(tmp_path / "run")
+  shutil.copytree(clean_run, wd)
+  path = os.path.join(wd, "config.json")
+  saved = json.load(open(path))
+  open(path, "w").write(json.dumps({**saved, "num_devices": 8}))
+  config, setup, state = loop.load_trained(wd)
+  assert config.num_devices == 8 and setup.mesh.shape["data"] == jax.device_count()
+  assert leaves_equal(state, loop.load_trained(clean_run)[2])

@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec as P
 
 from genjax.data import to_float
@@ -119,9 +120,23 @@ def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | N
 
 def to_host(tree: Any) -> Any:
   """NumPy copies of a pytree of replicated arrays, also when they span other processes'
-  devices (where `jax.device_get` refuses): any local replica is the whole value."""
+  devices (where `jax.device_get` refuses): any local replica is the whole value. An array
+  split over other processes' devices is an error: this process holds only its part."""
   def get(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if not x.sharding.is_fully_replicated:
+        raise ValueError(f"to_host reads replicated arrays; this one, shape {x.shape}, is "
+                         f"split over other processes' devices ({x.sharding}).")
       return np.asarray(x.addressable_data(0))
     return np.asarray(x)
   return jax.tree.map(get, tree)
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds on any process; a collective that every process calls at the same
+  point. A SIGTERM reaches the processes at different times: one process stopping on its own
+  would leave the others waiting for it in the next epoch or save."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  gathered = multihost_utils.process_allgather(np.asarray(flag, np.int32))
+  return bool(np.any(gathered))

@@ -39,13 +39,17 @@ class Setup(NamedTuple):
   abstract_state: Any  # ShapeDtypeStructs with the replicated sharding, the restore target
 
 
-def build(config: ml_collections.ConfigDict, example_images: np.ndarray) -> Setup:
+def build(config: ml_collections.ConfigDict, example_images: np.ndarray, *,
+          training: bool = True) -> Setup:
   """Task, mesh and state shapes for `config`; `example_images` is one uint8 batch. Sets
-  JAX's default PRNG to `config.prng_impl` (`genjax.config.use_prng_impl`)."""
+  JAX's default PRNG to `config.prng_impl` (`genjax.config.use_prng_impl`). Not `training`
+  (a reader of a trained run): the mesh is every device here, whatever the run's
+  `num_devices` and batch size, which only split its training batches."""
   config_lib.validate(config)
   config_lib.use_prng_impl(config)
-  mesh = parallel.make_mesh(config.num_devices)
-  parallel.check_batch_size(config.batch_size, mesh)
+  mesh = parallel.make_mesh(config.num_devices if training else 0)
+  if training:
+    parallel.check_batch_size(config.batch_size, mesh)
   task = get_task(config)
   example = {"image": data_lib.to_float(np.asarray(example_images[:1]))}
 
@@ -237,7 +241,8 @@ def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int, ckpt: Ch
 @contextlib.contextmanager
 def _sigterm_flag():
   """Yields a callable that says whether SIGTERM arrived; the loop checks it once per
-  epoch, checkpoints and returns. Only the main thread can install signal handlers."""
+  epoch (or rollback), checkpoints and returns. Only the main thread can install signal
+  handlers."""
   got = []
   if threading.current_thread() is not threading.main_thread():
     yield lambda: False
@@ -256,8 +261,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   Writes `config.json`, `metrics.jsonl`, TensorBoard events under `tb/`, sample grids under
   `samples/`, `loss_curve.png` and Orbax checkpoints under `checkpoints/`. Returns the
   final state (replicated over the mesh). `dataset` replaces `config.dataset`'s train split.
-  On SIGTERM it checkpoints the epoch in progress's end and returns early; on NaN/Inf it
-  follows `config.nan_policy`, never checkpointing a bad state.
+  On SIGTERM (to any process of a multi-process run) it checkpoints the epoch in progress's
+  end and returns early (an epoch rolled back returns at once); on NaN/Inf it follows
+  `config.nan_policy`, never checkpointing a bad state.
   """
   config_lib.validate(config)
   multi = distributed.initialize(config)  # No-op unless config.distributed.
@@ -315,6 +321,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           if writes:
             _drop_records_after(metrics_path, epoch)
           epoch_fn = make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
+          if distributed.any_process(preempted()):  # The restored checkpoint is the latest.
+            logging.warning("genjax: SIGTERM; the bad epoch left nothing new to save, exiting "
+                            "(a new run resumes at epoch %d from %s).", epoch, ckpt.directory)
+            break
           continue
         epoch += 1
         scalars = {k: float(np.mean(v)) for k, v in metrics.items()}
@@ -324,7 +334,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
         if bar is not None:
           bar.update(1)
           bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.endswith("loss")})
-        stop = preempted()  # Read once: a signal between save and exit must not skip the save.
+        # Read once: a signal between save and exit must not skip the save. Every process
+        # stops together: one stopping alone would leave the others waiting in collectives.
+        stop = distributed.any_process(preempted())
         last = epoch == config.epochs or stop
         if epoch % config.sample_every == 0 or last:
           # Every process runs the sampler (it spans all devices); process 0 saves the grid.
@@ -357,7 +369,7 @@ def load_trained(workdir: str) -> tuple[ml_collections.ConfigDict, Setup, Any]:
   """(config, setup, state) of the latest checkpoint in a work directory."""
   config = config_lib.load_workdir_config(workdir)
   example = np.zeros((1,) + data_lib.IMAGE_SHAPE, np.uint8)
-  setup = build(config, example)
+  setup = build(config, example, training=False)  # Read on this machine's devices.
   ckpt = checkpointer_for(workdir, config, reader=True)
   try:
     state, _ = _restore_latest(setup, ckpt)

@@ -36,6 +36,10 @@ def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
   if n > len(devices):
     raise ValueError(f"config.num_devices={n} but only {len(devices)} devices are present: "
                      f"{devices}.")
+  if jax.process_count() > 1 and n != len(devices):
+    raise ValueError(f"config.num_devices={n}: a multi-process run's mesh spans every "
+                     f"process's devices ({len(devices)} over {jax.process_count()} "
+                     "processes), each holding its block of the data; set num_devices=0.")
   return jax.make_mesh((n,), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=devices[:n])
 
