@@ -231,7 +231,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.parallel={config.parallel!r}; use one of {PARALLEL_MODES}.")
   models.compute_dtype(config.compute_dtype)
   for key in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "sample_every",
-              "latent_dim", "scan_unroll", "iw_train_samples"):
+              "num_grid", "latent_dim", "scan_unroll", "iw_train_samples"):
     if int(config[key]) < 1:
       raise ValueError(f"config.{key} must be >= 1, got {config[key]}.")
   if config.num_devices < 0:

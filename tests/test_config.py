@@ -26,6 +26,7 @@ def test_unknown_key_and_wrong_type_name_the_key():
     ("batch_size", 0, "config.batch_size must be >= 1"),
     ("keep_checkpoints", 0, "config.keep_checkpoints must be >= 1"),
     ("num_train", 15, "num_train=15 must be a multiple of the 10 classes"),
+    ("num_grid", 0, "config.num_grid must be >= 1"),
 ])
 def test_validate_names_bad_values(key, value, message):
   c = config_lib.base_config()
