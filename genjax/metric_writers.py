@@ -35,9 +35,22 @@ class TensorboardWriter:
   after it: on resume, what a stopped run logged past its restored checkpoint."""
 
   def __init__(self, logdir: str, purge_step: int | None = None):
+    self._logdir, self._files = logdir, 0
+    self._open(purge_step)
+
+  def _open(self, purge_step: int | None) -> None:
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
 
-    self._writer = SummaryWriter(logdir, purge_step=purge_step)
+    # The name holds the time in seconds: a suffix keeps a second file of this writer apart.
+    suffix = f".{self._files}" if self._files else ""
+    self._writer = SummaryWriter(self._logdir, purge_step=purge_step, filename_suffix=suffix)
+    self._files += 1
+
+  def purge(self, step: int) -> None:
+    """Continues in a new event file whose session start hides the events logged at or
+    after `step` (e.g. the epochs a rollback undid)."""
+    self._writer.close()
+    self._open(step)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     for k, v in scalars.items():

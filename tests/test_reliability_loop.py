@@ -167,6 +167,22 @@ def test_resume_hides_tensorboard_events_logged_after_the_restored_checkpoint(tm
           e.summary.value[0].tag == "d_loss"] == [2 * per_epoch]
 
 
+def test_rollback_hides_the_undone_epochs_in_tensorboard(cache_dir, tmp_path):
+  """Checkpoints every 2 epochs, a NaN in epoch 2: the rollback restores the fresh state and
+  trains epoch 1 again. Its first logging must not stay beside the second in TensorBoard."""
+  config = fi.make_config(0, epochs=2, checkpoint_every=2, debug_nan_step=5,
+                          nan_policy="rollback", tensorboard=True)
+  loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())
+  files = _event_files(str(tmp_path / "tb"))
+  assert len(files) == 2  # the rollback's file, named apart within the same second
+  starts = [e.step for e in files[1] if e.HasField("session_log")
+            and e.session_log.status == e.session_log.START]
+  assert starts == [1]  # TensorBoard drops the first file's points from step 1 on
+  losses = [[e.step for e in f if e.summary.value and e.summary.value[0].tag == "d_loss"]
+            for f in files]
+  assert losses == [[4], [4, 8]]
+
+
 def test_sigterm_in_an_epoch_rolled_back_exits_at_once(cache_dir, tmp_path, monkeypatch):
   """A SIGTERM that lands in a bad epoch: the loop rolls back to epoch 1's checkpoint and
   returns, with nothing new to save, instead of training epoch 2 again inside the

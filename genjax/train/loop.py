@@ -318,8 +318,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
                           config.nan_max_rollbacks)
           ckpt.wait()
           state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
-          if writes:
+          if writes:  # Forget the undone epochs' metrics, in TensorBoard too.
             _drop_records_after(metrics_path, epoch)
+            for w in writer.writers:
+              if isinstance(w, TensorboardWriter):
+                w.purge(epoch * steps_per_epoch + 1)
           epoch_fn = make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
           if distributed.any_process(preempted()):  # The restored checkpoint is the latest.
             logging.warning("genjax: SIGTERM; the bad epoch left nothing new to save, exiting "
