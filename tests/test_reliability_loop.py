@@ -213,3 +213,18 @@ def test_a_run_trained_on_more_devices_loads_on_this_machine(clean_run, tmp_path
   config, setup, state = loop.load_trained(wd)
   assert config.num_devices == 8 and setup.mesh.shape["data"] == jax.device_count()
   assert leaves_equal(state, loop.load_trained(clean_run)[2])
+
+
+def test_sigterm_flag_restores_a_handler_set_outside_python(monkeypatch):
+  """signal.signal returns None for a handler installed from C; passing that back failed."""
+  calls, real, original = [], signal.signal, signal.getsignal(signal.SIGTERM)
+
+  def fake_signal(signum, handler):
+    calls.append(handler)
+    return None if len(calls) == 1 else real(signum, handler)
+
+  monkeypatch.setattr(loop.signal, "signal", fake_signal)
+  with loop._sigterm_flag() as preempted:  # pylint: disable=protected-access
+    assert not preempted()
+  assert calls[-1] is signal.SIG_DFL
+  real(signal.SIGTERM, signal.SIG_DFL if original is None else original)

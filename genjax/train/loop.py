@@ -251,7 +251,8 @@ def _sigterm_flag():
   try:
     yield lambda: bool(got)
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    # None: the old handler was not set from Python; it cannot be restored, the default can.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = False,
