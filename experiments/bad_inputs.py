@@ -100,6 +100,9 @@ CASES = [
     ("config: `batch_size=0`", lambda: config_lib.validate(smoke(batch_size=0))),
     ("config: `keep_checkpoints=0`", lambda: config_lib.validate(smoke(keep_checkpoints=0))),
     ("config: `nan_policy='retry'`", lambda: config_lib.validate(smoke(nan_policy="retry"))),
+    ("config: `num_grid=0`", lambda: config_lib.validate(smoke(num_grid=0))),
+    ("config: `num_train=100` with a class held out", lambda: config_lib.validate(
+        smoke(exclude_label=3, num_train=100))),
     ("config: unknown dataset", lambda: config_lib.validate(smoke(dataset="cifar10"))),
     ("config: more devices than present", lambda: loop.build(
         smoke(num_devices=jax.device_count() + 1), np.zeros((1, 28, 28, 1), np.uint8))),
