@@ -134,8 +134,9 @@ def fit(means: np.ndarray, stds: np.ndarray, *, layers: int = 8, hidden: int = 5
   """A flow trained on the aggregate posterior of diagonal Gaussians q(z|x_n) = N(means[n],
   stds[n]^2): `means`, `stds` [N, L], or [R, N, L] for R encodings of each image (e.g. R
   binarisations), a fresh z of `batch_size` random (r, n) every step. Adam with a cosine-
-  decayed rate, gradients clipped to norm 1. `log_fn(step, loss)`, if given, is called 20
-  times along the way with the batch's mean -log r(z)."""
+  decayed rate, gradients clipped to norm 1. `log_fn(step, loss)`, if given, is called every
+  max(1, steps // 20) steps (20 times for a multiple of 20 steps) with the batch's mean
+  -log r(z)."""
   means, stds = (jnp.asarray(a, jnp.float32) for a in (means, stds))
   if means.ndim == 2:
     means, stds = means[None], stds[None]

@@ -9,8 +9,9 @@ image channel no channel-group masking is needed.
 `PixelCNN`: a 7x7 type-A conv, then gated residual blocks (masked 3x3 type-B conv to 2F
 channels, tanh(a) * sigmoid(b), 1x1 conv back to F, added to the input), then two 1x1 layers
 to one logit per pixel. Like the original PixelCNN this stack has a blind spot: a masked
-3x3 kernel reaches one row up only one column right, so pixel (r, c) never sees (r - d, c + e)
-for e > d + 3 (the 3 of the first 7x7 layer), however deep the stack.
+3x3 kernel reaches one row up only one column right, and the first 7x7 layer 3 columns right
+only from a row up, so pixel (r, c) never sees (r - d, c + e) for e > d + 2, however deep the
+stack.
 
 `GatedPixelCNN` (van den Oord et al. 2016, "Conditional image generation with PixelCNN
 decoders") removes the blind spot with two stacks: a vertical one whose output at row r

@@ -23,9 +23,11 @@ def apply_options(c: ml_collections.ConfigDict, arg: str, name: str, *,
     c.dataset = dataset
   if allow_gaussian and "gaussian" in options:
     c.likelihood = "gaussian"
-  for opt in [o for o in options if o.startswith("exclude=")]:
-    c.exclude_label = int(opt.split("=", 1)[1])
-    options.discard(opt)
+  excludes = [o for o in options if o.startswith("exclude=")]
+  exclude = one_option(options, excludes, "exclude=<c>")
+  if exclude:
+    c.exclude_label = held_out_class(exclude)
+    options.difference_update(excludes)
   if "smoke" in options:  # Seconds on CPU, no data files needed.
     c.dataset = "digits" if c.dataset == "mnist" else c.dataset
     c.epochs, c.checkpoint_every, c.sample_every, c.num_grid = 2, 1, 1, 4
@@ -37,6 +39,14 @@ def apply_options(c: ml_collections.ConfigDict, arg: str, name: str, *,
   if unknown:
     raise ValueError(f"Unknown {name} config options {sorted(unknown)}.")
   return c
+
+
+def held_out_class(option: str) -> int:
+  """The class c of an `exclude=<c>` option; one error naming the option if c is no integer."""
+  try:
+    return int(option.split("=", 1)[1])
+  except ValueError:
+    raise ValueError(f"Option {option!r}: exclude=<c> needs an integer class c.") from None
 
 
 def pixelcnn_config(model: str, model_args: dict) -> ml_collections.ConfigDict:
