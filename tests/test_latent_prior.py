@@ -90,6 +90,16 @@ def test_files_round_trip_and_bad_ones_are_named(tmp_path):
   prior_lib.save(str(tmp_path / "ragged"), prior._replace(means=prior.means[:2]))
   with pytest.raises(ValueError, match="ragged is not a latent prior.*expected"):
     prior_lib.load(str(tmp_path / "ragged"))  # saved at exactly that path, refused on load
+  flipped = prior.precision_cholesky.at[0, 0, 0].multiply(-1.0)  # log_prob would be NaN
+  for name, bad, message in [
+      ("lower", prior._replace(precision_cholesky=jnp.swapaxes(prior.precision_cholesky, 1, 2)),
+       "not upper triangular"),
+      ("negative", prior._replace(precision_cholesky=flipped), "diagonal entry <= 0"),
+      ("unnormalised", prior._replace(log_weights=prior.log_weights + 1.0), "weights summing"),
+      ("nan", prior._replace(means=prior.means.at[0, 0].set(jnp.nan)), "non-finite")]:
+    prior_lib.save(str(tmp_path / name), bad)
+    with pytest.raises(ValueError, match=f"{name} is not a latent prior.*{message}"):
+      prior_lib.load(str(tmp_path / name))
 
 
 def test_iw_bound_with_a_one_component_standard_mixture_equals_the_default():

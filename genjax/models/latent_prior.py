@@ -100,6 +100,24 @@ def check(prior: Prior, latent_dim: int) -> None:
                      f"arrays {shapes}, expected {expected} for K components.")
 
 
+def _check_mixture_values(prior: GaussianMixture) -> None:
+  """What `log_prob` assumes of a mixture (scikit-learn's fits hold it): finite arrays,
+  weights that sum to 1, each P upper triangular with a positive diagonal (its log is the
+  log-determinant)."""
+  log_weights, means, chol = (np.asarray(a, np.float64) for a in prior)
+  problems = []
+  if not all(np.isfinite(a).all() for a in (log_weights, means, chol)):
+    problems.append("non-finite values")
+  elif abs(np.exp(log_weights).sum() - 1.0) > 1e-4:
+    problems.append(f"weights summing to {np.exp(log_weights).sum():.6g}, not 1")
+  if np.any(np.tril(chol, -1)):
+    problems.append("precision_cholesky not upper triangular")
+  if np.any(np.diagonal(chol, axis1=-2, axis2=-1) <= 0):
+    problems.append("precision_cholesky with a diagonal entry <= 0")
+  if problems:
+    raise ValueError(f"Gaussian-mixture prior with {', '.join(problems)}.")
+
+
 def fit(z: np.ndarray, num_components: int, *, seed: int = 0, reg_covar: float = 1e-4,
         max_iter: int = 300) -> GaussianMixture:
   """EM fit (scikit-learn, full covariances, k-means start) of K Gaussians to samples
@@ -170,6 +188,8 @@ def load(path: str) -> tuple[Prior, dict]:
         prior = GaussianMixture(*(jnp.asarray(data[name], jnp.float32) for name in _KEYS))
         latent_dim = prior.means.shape[-1] if prior.means.ndim == 2 else -1
     check(prior, latent_dim)
+    if isinstance(prior, GaussianMixture):
+      _check_mixture_values(prior)
   except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as e:
     raise ValueError(f"{path} is not a latent prior written by genjax ({e}).") from e
   return prior, meta
