@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from genjax import data
-from tests.conftest import real_data_dir
+from tests.conftest import real_data_dir, run_python
 
 
 def _write_idx_dataset(root, name="mnist", n=12, gz=True, split="train"):
@@ -52,6 +52,10 @@ def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
   np.testing.assert_array_equal(images, bunch.images)
   np.testing.assert_array_equal(labels, bunch.target)
   direct = digits.load_digits("test")
+  # In a fresh process (this one imported scikit-learn above): the file, not the package.
+  code = ("import sys\nfrom genjax.data import digits\ndigits.load_digits('test')\n"
+          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+  assert run_python(code).stdout.split() == ["[]"]
   monkeypatch.setattr(digits, "_bundled_csv", lambda: None)
   for a, b in zip(direct, digits.load_digits("test")):
     np.testing.assert_array_equal(a, b)
@@ -108,8 +112,14 @@ def test_tfds_path_with_mock_data():
 
   with tfds.testing.mock_data(num_examples=7):
     ds = data.load("mnist", "train", source="tfds")
+    source = tfds.data_source("mnist", split="train")  # The same mock records, read here.
+    want = [source[i] for i in range(7)]
   assert ds.images.shape == (7, 28, 28, 1) and ds.images.dtype == np.uint8
   assert ds.labels.shape == (7,) and ds.labels.dtype == np.int32
+  # Every record in order, each image with its own label (mock images are random draws).
+  np.testing.assert_array_equal(ds.images, np.stack([r["image"] for r in want]))
+  np.testing.assert_array_equal(ds.labels, [r["label"] for r in want])
+  assert len({im.tobytes() for im in ds.images}) == 7
 
 
 def test_tfds_failure_explains_offline_route(monkeypatch):

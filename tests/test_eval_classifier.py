@@ -55,7 +55,13 @@ def test_missing_or_foreign_classifier_is_a_clear_error(trained, tmp_path, monke
                      "'mnist'.*Move .* aside.*--dataset mnist --workdir"):
     classifier.load("mnist", directory)
   images = np.zeros((200, 28, 28, 1), np.uint8)
-  with pytest.raises(classifier.ClassifierNotFoundError):  # Before any data is loaded.
+
+  def no_data(*args, **kwargs):
+    raise AssertionError(f"data loaded before the classifier: {args}")
+
+  monkeypatch.setattr(evaluate.data_lib, "load", no_data)  # Before any data is loaded.
+  with pytest.raises(classifier.ClassifierNotFoundError,
+                     match="train_classifier.py --dataset digits"):
     evaluate.evaluate_against_dataset(images, "digits", classifier_dir=str(tmp_path / "no"))
 
 
