@@ -6,6 +6,8 @@ import json
 import os
 from typing import Mapping
 
+from absl import logging
+
 
 def make_parent_dir(path: str) -> str:
   """Makes the folder that will hold the file `path` (if missing); returns `path`. Scripts
@@ -14,11 +16,26 @@ def make_parent_dir(path: str) -> str:
   return path
 
 
+def write_atomic(path: str, text: str) -> None:
+  """A kill mid-write leaves the old file or the new one, never half of one."""
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 class JsonlWriter:
   """Appends one JSON object per call; reopening the file continues it (for resume)."""
 
   def __init__(self, path: str):
     self.path = make_parent_dir(path)
+
+  def purge(self, step: int) -> None:
+    """Forgets the records at or after `step` (what a stopped or rolled-back run logged past
+    its restored checkpoint)."""
+    if os.path.exists(self.path):
+      keep = [r for r in read_jsonl(self.path) if r.get("step", 0) < step]
+      write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     with open(self.path, "a") as f:
@@ -69,14 +86,26 @@ class MultiWriter:
     for w in self.writers:
       w.write(step, scalars)
 
+  def purge(self, step: int) -> None:
+    for w in self.writers:
+      w.purge(step)
+
   def close(self) -> None:
     for w in self.writers:
       w.close()
 
 
 def read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """The records of a .jsonl file ([] if there is none), skipping a line cut short by a kill."""
+  out = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          out.append(json.loads(line))
+        except json.JSONDecodeError:
+          logging.warning("genjax: skipping a damaged line of %s: %r", path, line[:80])
+  return out
 
 
 def report(result: Mapping, out: str = "", hidden: tuple[str, ...] = ()) -> None:

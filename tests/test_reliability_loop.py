@@ -228,3 +228,19 @@ def test_sigterm_flag_restores_a_handler_set_outside_python(monkeypatch):
     assert not preempted()
   assert calls[-1] is signal.SIG_DFL
   real(signal.SIGTERM, signal.SIG_DFL if original is None else original)
+
+
+def test_metrics_purge_keeps_the_records_before_the_restored_step(tmp_path):
+  """What the loop does on resume and rollback: records at or after the step are forgotten, a
+  line cut short by a kill with them."""
+  from genjax.metric_writers import JsonlWriter, read_jsonl  # pylint: disable=C0415
+
+  path = str(tmp_path / "metrics.jsonl")
+  writer = JsonlWriter(path)
+  for epoch in (1, 2, 3):
+    writer.write(4 * epoch, {"epoch": epoch})
+  with open(path, "a") as f:
+    f.write('{"step": 16, "epo')
+  writer.purge(2 * 4 + 1)
+  assert [(r["step"], r["epoch"]) for r in read_jsonl(path)] == [(4, 1), (8, 2)]
+  assert open(path).read().endswith("}\n")

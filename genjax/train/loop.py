@@ -6,7 +6,6 @@ Everything with side effects lives here; the per-epoch work is one jitted call
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -21,7 +20,8 @@ from genjax import config as config_lib
 from genjax import data as data_lib
 from genjax.checkpoint import Checkpointer, CheckpointMismatchError
 from genjax.eval import pictures
-from genjax.metric_writers import JsonlWriter, MultiWriter, TensorboardWriter
+from genjax.metric_writers import (JsonlWriter, MultiWriter, TensorboardWriter, read_jsonl,
+                                   write_atomic)
 from genjax.train import guard as guard_lib
 from genjax.train import distributed, parallel
 from genjax.train import ema as ema_lib
@@ -87,38 +87,10 @@ def load_train_split(config) -> data_lib.Dataset:
   return dataset
 
 
-def _write_atomic(path: str, text: str) -> None:
-  """A kill mid-write leaves the old file or the new one, never half of one."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def _read_records(path: str) -> list[dict]:
-  """metrics.jsonl, skipping a last line cut short by a kill."""
-  out = []
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          out.append(json.loads(line))
-        except json.JSONDecodeError:
-          logging.warning("genjax: skipping a damaged line of %s: %r", path, line[:80])
-  return out
-
-
 def logged_epochs(workdir: str) -> int:
   """The last epoch recorded in `workdir`'s metrics.jsonl (0 when none)."""
-  records = _read_records(os.path.join(workdir, "metrics.jsonl"))
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   return int(max((r.get("epoch", 0) for r in records), default=0))
-
-
-def _drop_records_after(path: str, epoch: int) -> None:
-  """On resume, forget metrics of epochs that the restored checkpoint had not reached."""
-  if os.path.exists(path):
-    keep = [r for r in _read_records(path) if r.get("epoch", 0) <= epoch]
-    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def validate_dataset(dataset: data_lib.Dataset, batch_size: int) -> None:
@@ -292,8 +264,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
   try:
     state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
     if writes:  # Only now: a config its checkpoints do not fit must not replace the saved one.
-      _write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
-      _drop_records_after(metrics_path, epoch)
+      write_atomic(os.path.join(workdir, "config.json"), config_lib.to_json(config))
+      writer.purge(epoch * steps_per_epoch + 1)  # metrics.jsonl past the restored epoch
       if config.tensorboard:  # Hides what a stopped run logged after the restored epoch.
         writer.writers.append(TensorboardWriter(os.path.join(workdir, "tb"),
                                                 purge_step=epoch * steps_per_epoch + 1))
@@ -320,10 +292,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           ckpt.wait()
           state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
           if writes:  # Forget the undone epochs' metrics, in TensorBoard too.
-            _drop_records_after(metrics_path, epoch)
-            for w in writer.writers:
-              if isinstance(w, TensorboardWriter):
-                w.purge(epoch * steps_per_epoch + 1)
+            writer.purge(epoch * steps_per_epoch + 1)
           epoch_fn = make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
           if distributed.any_process(preempted()):  # The restored checkpoint is the latest.
             logging.warning("genjax: SIGTERM; the bad epoch left nothing new to save, exiting "
@@ -362,7 +331,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
     ckpt.close()
   if not writes:
     return state
-  records = _read_records(metrics_path)
+  records = read_jsonl(metrics_path)
   loss_keys = sorted({k for r in records for k in r if k.endswith("loss")})
   pictures.save_curves(records, loss_keys, os.path.join(workdir, "loss_curve.png"),
                        title=f"{config.model} on {config.dataset}")
