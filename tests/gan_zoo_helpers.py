@@ -39,7 +39,9 @@ def run_steps(config, steps: int, seed: int = 0):
   """Trains `steps` steps with one jitted scan; returns (task, state, metrics[steps])."""
   task = get_task(config)
   data = toy_batches(steps, seed)
-  state = task.init(jax.random.PRNGKey(seed), jax.tree.map(lambda a: a[0], data))
+  # Inits are jitted in the tests, as the loop runs them: op by op, a conv GAN's init compiles
+  # each operation on its own (~10 s more in a fresh process).
+  state = jax.jit(task.init)(jax.random.PRNGKey(seed), jax.tree.map(lambda a: a[0], data))
   state, metrics = jax.jit(lambda s, d: jax.lax.scan(task.make_step(None), s, d))(state, data)
   return task, state, jax.device_get(metrics)
 

@@ -29,16 +29,16 @@ def test_matmul_convolutions_equal_flax(k, s, cin, cout, size, transpose):
   ref = (nn.ConvTranspose if transpose else nn.Conv)(cout, (k, k), strides=(s, s),
                                                     padding="SAME")
   ours = (ConvTranspose if transpose else Conv)(cout, (k, k), (s, s), impl="matmul")
-  init = ref.init(jax.random.PRNGKey(1), x)
-  ours_init = ours.init(jax.random.PRNGKey(1), x)
+  init = jax.jit(ref.init)(jax.random.PRNGKey(1), x)  # Jitted: op by op compiles slower.
+  ours_init = jax.jit(ours.init)(jax.random.PRNGKey(1), x)
   assert jax.tree.structure(init) == jax.tree.structure(ours_init)
   for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(ours_init)):
     np.testing.assert_array_equal(a, b)  # same names, shapes and initial values
   params = _perturbed(init)
-  want = ref.apply(params, x)
-  np.testing.assert_allclose(ours.apply(params, x), want, atol=2e-5, rtol=1e-5)
+  want = jax.jit(ref.apply)(params, x)
+  np.testing.assert_allclose(jax.jit(ours.apply)(params, x), want, atol=2e-5, rtol=1e-5)
   np.testing.assert_allclose(
-      ours.clone(impl="xla").apply(params, x), want, atol=2e-5, rtol=1e-5)
+      jax.jit(ours.clone(impl="xla").apply)(params, x), want, atol=2e-5, rtol=1e-5)
   # Gradients too (they are what XLA:CPU was slow at).
   loss = lambda m: lambda p: jnp.sum(jnp.sin(m.apply(p, x)))
   for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(ours)))(params)),

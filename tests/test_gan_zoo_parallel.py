@@ -48,7 +48,7 @@ BATCH_NORM_SCRIPT = textwrap.dedent("""
     from tests.gan_zoo_helpers import tiny_config, toy_batches
     task = get_task(tiny_config(model="dcgan"))  # BN in G, dropout 0, no ADA: nothing per device.
     batch = jax.tree.map(lambda a: a[0], toy_batches(1))
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
     one, m1 = jax.jit(task.make_step(None))(state, batch)
     mesh = parallel.make_mesh(4)
     many, m4 = parallel.make_single_step(task, mesh, "shard_map")(

@@ -21,7 +21,7 @@ def test_default_config_reproduces_the_foundation_step():
   task = get_task(config_lib.base_config())
   img = jax.random.uniform(jax.random.PRNGKey(1), (3, 16, 28, 28, 1), minval=-1, maxval=1)
   lab = jnp.zeros((3, 16), jnp.int32)
-  state = task.init(jax.random.PRNGKey(0), {"image": img[0], "label": lab[0]})
+  state = jax.jit(task.init)(jax.random.PRNGKey(0), {"image": img[0], "label": lab[0]})
   step = jax.jit(task.make_step(None))
   for i, expected in enumerate(GOLDEN):
     state, m = step(state, {"image": img[i], "label": lab[i]})
@@ -51,7 +51,7 @@ def test_discriminator_loss_falls_against_a_fixed_generator(model, loss, extra):
   counts = {int(x) for x in jax.tree.leaves(state.d_opt) if jnp.ndim(x) == 0}
   assert counts == {steps * extra.get("n_critic", 1)}, counts
   if extra.get("spectral_norm"):  # The power-iteration vectors ride in d_stats and move.
-    fresh = task.init(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+    fresh = jax.jit(task.init)(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state.d_stats,
                          fresh.d_stats)
     assert "batch_stats" in state.d_stats and max(jax.tree.leaves(moved)) > 0
@@ -149,7 +149,7 @@ def test_r1_is_taken_at_the_real_images_before_augmentation(ada):
   c = tiny_config(r1_gamma=2.0, ada=ada, ada_p_init=1.0)
   batch = jax.tree.map(lambda a: a[0], toy_batches(1))
   task = get_task(c)
-  state = task.init(jax.random.PRNGKey(0), batch)
+  state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
   _, m = jax.jit(task.make_step(None))(state, batch)
   key = jax.random.fold_in(state.key, state.step)
   k_aug_d, _ = jax.random.split(jax.random.fold_in(key, gan.EXTRA_KEY_TAG))

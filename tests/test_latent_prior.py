@@ -112,7 +112,7 @@ def test_iw_bound_with_a_one_component_standard_mixture_equals_the_default():
   c.family, c.model, c.model_args, c.latent_dim = "vae", "vae_mlp", {"hidden": (16,)}, 3
   c.iw_chunk = 4
   images = jnp.asarray(data.to_float(data.load("digits", "train").images[:8]))
-  state = get_task(c).init(jax.random.PRNGKey(0), {"image": images})
+  state = jax.jit(get_task(c).init)(jax.random.PRNGKey(0), {"image": images})
   standard = prior_lib.GaussianMixture(jnp.zeros(1), jnp.zeros((1, 3)), jnp.eye(3)[None])
   shifted = standard._replace(means=jnp.ones((1, 3)))
   key = jax.random.PRNGKey(1)
@@ -139,7 +139,7 @@ def test_the_elbo_against_a_standard_mixture_is_the_elbo_with_a_sampled_kl():
 
   c = _tiny_vae_config()
   x = jnp.asarray(data.to_float(data.load("digits", "train").images[:8]) > 0, jnp.float32)
-  params = get_task(c).init(jax.random.PRNGKey(0), {"image": x}).params
+  params = jax.jit(get_task(c).init)(jax.random.PRNGKey(0), {"image": x}).params
   vae, log_px = get_vae(c), vae_lib.make_log_px_given_z(c.likelihood)
   standard = prior_lib.GaussianMixture(jnp.zeros(1), jnp.zeros((1, 3)), jnp.eye(3)[None])
   keys = jax.random.split(jax.random.PRNGKey(1), 2000)
@@ -167,7 +167,7 @@ def test_a_frozen_decoder_stays_while_the_encoder_trains_against_a_prior_file(tm
                          iw_gradient=gradient)
     validate(c)
     task = get_task(c)
-    start = task.init(jax.random.PRNGKey(0), {"image": images})
+    start = jax.jit(task.init)(jax.random.PRNGKey(0), {"image": images})
     step = jax.jit(task.make_step())
     state, losses = start, []
     for _ in range(30):
@@ -202,7 +202,7 @@ def test_a_frozen_half_of_the_moving_average_is_the_frozen_parameters():
 
   batch = {"image": jnp.asarray(data.to_float(data.load("digits", "train").images[:8]))}
   c = _tiny_vae_config(ema_decay=0.5)
-  state = get_task(c).init(jax.random.PRNGKey(0), batch)
+  state = jax.jit(get_task(c).init)(jax.random.PRNGKey(0), batch)
   for config in (c, config_lib.override(c, {"frozen": "decoder"})):
     step = jax.jit(get_task(config).make_step())
     for _ in range(3):

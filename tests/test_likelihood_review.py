@@ -279,7 +279,7 @@ for family, model, args, metric in (
   c = config_lib.base_config()
   c.family, c.model, c.model_args, c.latent_dim = family, model, args, 2
   task = get_task(c)
-  state = task.init(jax.random.PRNGKey(0), {"image": images}).replace(step=jnp.int32(5))
+  state = jax.jit(task.init)(jax.random.PRNGKey(0), {"image": images}).replace(step=jnp.int32(5))
   step = jax.jit(jax.shard_map(task.make_step("d"), mesh=mesh, in_specs=(P(), P("d")),
                                out_specs=(P(), P())))
   _, metrics = step(state, {"image": images})

@@ -42,7 +42,7 @@ def test_few_steps_lower_the_loss_and_samples_are_images(model):
 
   @jax.jit
   def run(key):
-    state = task.init(key, batch)
+    state = jax.jit(task.init)(key, batch)
     state, metrics = jax.lax.scan(lambda s, _: step(s, batch), state, None, length=30)
     return state, metrics, task.sample(state, jax.random.PRNGKey(1), 3, None)
 
@@ -78,7 +78,7 @@ def test_kl_warmup_weights_the_gradient_not_the_logged_elbo():
 
   def one_step(warmup):
     task = get_task(_config("vae_mlp", kl_warmup_steps=warmup))
-    state = task.init(jax.random.PRNGKey(0), batch)
+    state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
     return jax.jit(task.make_step(None))(state, batch)
 
   (plain, m_plain), (one, _), (slow, m_slow) = one_step(0), one_step(1), one_step(10 ** 6)
@@ -94,7 +94,7 @@ def _metrics_of_steps(config, steps: int = 20) -> list[dict]:
   task = get_task(config)
   batch = {"image": jnp.asarray(data.to_float(data.load("digits", "train").images[:16]))}
   step = jax.jit(task.make_step(None))
-  state = task.init(jax.random.PRNGKey(0), batch)
+  state = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
   metrics = []
   for _ in range(steps):
     state, m = step(state, batch)

@@ -31,7 +31,7 @@ def test_one_step_matches_the_pytorch_tutorial(monkeypatch):
   config = config_lib.override(get_config(""), {"model_args.dropout_rate": 0.0})
   task = get_task(config)
   real = data_lib.to_float(data_lib.load("digits", "train").images[:64])
-  state = task.init(jax.random.PRNGKey(0), {"image": real[:1]})
+  state = jax.jit(task.init)(jax.random.PRNGKey(0), {"image": real[:1]})
   # The step's noise: z for D_train, then fresh z for G_train (genjax.train.gan.step).
   k_zd, _, k_zg, _ = jax.random.split(jax.random.fold_in(state.key, state.step), 4)
   noise = [torch.tensor(np.asarray(jax.random.normal(k, (64, 100)))) for k in (k_zd, k_zg)]
