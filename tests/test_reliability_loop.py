@@ -167,12 +167,23 @@ def test_resume_hides_tensorboard_events_logged_after_the_restored_checkpoint(tm
           e.summary.value[0].tag == "d_loss"] == [2 * per_epoch]
 
 
-def test_rollback_hides_the_undone_epochs_in_tensorboard(cache_dir, tmp_path):
+def test_rollback_hides_the_undone_epochs_in_tensorboard(cache_dir, tmp_path, monkeypatch):
   """Checkpoints every 2 epochs, a NaN in epoch 2: the rollback restores the fresh state and
-  trains epoch 1 again. Its first logging must not stay beside the second in TensorBoard."""
+  trains epoch 1 again. Its first logging must not stay beside the second in TensorBoard,
+  and the progress bar goes back to 0 (it ended at 3 of 2 epochs)."""
+  import tqdm.auto  # pylint: disable=import-outside-toplevel
+  counts = []
+
+  class RecordedBar(tqdm.auto.tqdm):
+    def close(self):
+      counts.append(self.n)
+      super().close()
+
+  monkeypatch.setattr(tqdm.auto, "tqdm", RecordedBar)
   config = fi.make_config(0, epochs=2, checkpoint_every=2, debug_nan_step=5,
-                          nan_policy="rollback", tensorboard=True)
-  loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())
+                          nan_policy="rollback", tensorboard=True, progress_bar=True)
+  loop.train(config, str(tmp_path), quiet=False, dataset=fi.subset_dataset())
+  assert counts[0] == 2  # (tqdm closes again when collected)
   files = _event_files(str(tmp_path / "tb"))
   assert len(files) == 2  # the rollback's file, named apart within the same second
   starts = [e.step for e in files[1] if e.HasField("session_log")
