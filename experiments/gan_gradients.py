@@ -39,7 +39,8 @@ def main(argv):
   ds = data_lib.load(c.dataset, "train")
   mesh = parallel.make_mesh(1)
   step = parallel.make_single_step(task, mesh, c.parallel)
-  state = task.init(jax.random.PRNGKey(c.seed), {"image": data_lib.to_float(ds.images[:1])})
+  state = jax.jit(task.init)(jax.random.PRNGKey(c.seed),  # One program, as the loop inits.
+                             {"image": data_lib.to_float(ds.images[:1])})
   z = jax.random.normal(jax.random.PRNGKey(123), (256, c.latent_dim))
   probe = jax.jit(lambda s: generator_grad_norms(c, s, z, ("minimax", "non_saturating")))
   rng = np.random.RandomState(c.seed)
