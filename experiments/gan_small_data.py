@@ -107,7 +107,7 @@ def train_run(run: str, train, held, features_fn, real_features, start=None
   seen = data_lib.to_float(train.images)
   if start is None:
     first, det_state = 1, det.init()
-    state = jax.jit(task.init)(jax.random.PRNGKey(c.seed), {"image": seen[:1]})  # as the loop
+    state = jax.jit(task.init)(jax.random.PRNGKey(c.seed), {"image": seen[:1]})  # As the loop
   else:
     first, state, det_state = start
   state = parallel.put_replicated(state, mesh)

@@ -293,7 +293,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           state, epoch = _restore_or_init(setup, ckpt, steps_per_epoch)
           if writes:  # Forget the undone epochs' metrics, in TensorBoard too.
             writer.purge(epoch * steps_per_epoch + 1)
-          if bar is not None:  # The bar counts the restored epoch's progress, too.
+          if bar is not None:  # Back to the restored epoch: undone epochs no longer count.
             bar.n = epoch
             bar.refresh()
           epoch_fn = make_epoch_fn(setup, -1, multi)  # The injected fault is transient.
