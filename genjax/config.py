@@ -52,7 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.flatten_optimizer = False # Adam over each network's parameters raveled into one vector
                               # (optax.flatten): one update in place of one per leaf, the same
                               # arithmetic; the optimizer state's layout differs, so a
-                              # checkpoint of the other setting does not restore.
+                              # checkpoint of the other setting does not restore. Meant for
+                              # GPUs, where it saves kernel launches; on a CPU the raveling
+                              # copies make the MLP GAN's epoch slower (RESULTS.md, item 14).
   # Parallelism: 'jit' (jit + NamedSharding over a ('data',) mesh, the compiler inserts the
   # gradient all-reduce) or 'shard_map' (per-device code with an explicit pmean).
   c.parallel = "jit"
