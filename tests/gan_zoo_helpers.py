@@ -35,13 +35,20 @@ def toy_batches(steps: int, seed: int = 0) -> dict:
   return {"image": jnp.asarray(np.clip(images, -1, 1)), "label": jnp.asarray(labels)}
 
 
+def init_state(task, seed: int = 0, batch: dict | None = None):
+  """`task`'s fresh state for `batch` (default: the first toy batch), from one jitted init as
+  the loop makes it: op by op, a conv GAN's init compiles each operation on its own (~10 s
+  more in a fresh process)."""
+  if batch is None:
+    batch = jax.tree.map(lambda a: a[0], toy_batches(1))
+  return jax.jit(task.init)(jax.random.PRNGKey(seed), batch)
+
+
 def run_steps(config, steps: int, seed: int = 0):
   """Trains `steps` steps with one jitted scan; returns (task, state, metrics[steps])."""
   task = get_task(config)
   data = toy_batches(steps, seed)
-  # Inits are jitted in the tests, as the loop runs them: op by op, a conv GAN's init compiles
-  # each operation on its own (~10 s more in a fresh process).
-  state = jax.jit(task.init)(jax.random.PRNGKey(seed), jax.tree.map(lambda a: a[0], data))
+  state = init_state(task, seed, jax.tree.map(lambda a: a[0], data))
   state, metrics = jax.jit(lambda s, d: jax.lax.scan(task.make_step(None), s, d))(state, data)
   return task, state, jax.device_get(metrics)
 

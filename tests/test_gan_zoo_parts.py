@@ -12,7 +12,7 @@ from genjax.train import ada as ada_lib
 from genjax.config import base_config
 from genjax.train import collapse, gan_presets, losses, regularizers
 from genjax.train.task import get_task
-from tests.gan_zoo_helpers import tiny_config, toy_batches
+from tests.gan_zoo_helpers import init_state, tiny_config, toy_batches
 
 
 def _count(tree) -> int:
@@ -38,7 +38,7 @@ def test_dcgan_shapes_and_parameter_counts():
 def test_conditional_sampling_obeys_labels():
   task = get_task(tiny_config(model="cgan"))
   assert task.conditional
-  state = jax.jit(task.init)(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+  state = init_state(task)
   key = jax.random.PRNGKey(3)
   a = task.sample(state, key, 4, jnp.array([0, 1, 2, 3]))
   b = task.sample(state, key, 4, jnp.array([9, 1, 2, 3]))
@@ -145,7 +145,7 @@ def test_gan_state_round_trips_through_the_checkpointer(tmp_path):
   for values in ({"model": "mlp_gan", "latent_dim": 100}, {"model": "cgan",
                                                            "spectral_norm": True}):
     task = get_task(tiny_config(**values))
-    state = jax.jit(task.init)(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+    state = init_state(task)
     with Checkpointer(str(tmp_path / values["model"])) as ckpt:
       ckpt.save(1, state, meta={"epoch": 1})
       ckpt.wait()
@@ -159,7 +159,7 @@ def test_minimax_generator_gradient_vanishes_when_d_rejects_fakes():
   from genjax.train.gan_diagnostics import generator_grad_norms  # pylint: disable=C0415
   c = tiny_config(model="mlp_gan", latent_dim=100)
   task = get_task(c)
-  state = jax.jit(task.init)(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+  state = init_state(task)
   z = jax.random.normal(jax.random.PRNGKey(1), (32, 100))
   fair = generator_grad_norms(c, state, z, ("minimax", "non_saturating"))
   np.testing.assert_allclose(fair["minimax"], fair["non_saturating"], rtol=0.2)

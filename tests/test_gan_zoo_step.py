@@ -8,7 +8,7 @@ import pytest
 
 from genjax import config as config_lib
 from genjax.train.task import get_task
-from tests.gan_zoo_helpers import falls, run_steps, tiny_config, toy_batches
+from tests.gan_zoo_helpers import falls, init_state, run_steps, tiny_config, toy_batches
 
 # The foundation step's metrics (commit c089102) for the default config: 3 steps on
 # uniform noise images, init key 0. The extended step must reproduce them.
@@ -51,7 +51,7 @@ def test_discriminator_loss_falls_against_a_fixed_generator(model, loss, extra):
   counts = {int(x) for x in jax.tree.leaves(state.d_opt) if jnp.ndim(x) == 0}
   assert counts == {steps * extra.get("n_critic", 1)}, counts
   if extra.get("spectral_norm"):  # The power-iteration vectors ride in d_stats and move.
-    fresh = jax.jit(task.init)(jax.random.PRNGKey(0), jax.tree.map(lambda a: a[0], toy_batches(1)))
+    fresh = init_state(task)
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state.d_stats,
                          fresh.d_stats)
     assert "batch_stats" in state.d_stats and max(jax.tree.leaves(moved)) > 0

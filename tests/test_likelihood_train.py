@@ -42,7 +42,7 @@ def test_few_steps_lower_the_loss_and_samples_are_images(model):
 
   @jax.jit
   def run(key):
-    state = jax.jit(task.init)(key, batch)
+    state = task.init(key, batch)  # Inside `run`'s jit.
     state, metrics = jax.lax.scan(lambda s, _: step(s, batch), state, None, length=30)
     return state, metrics, task.sample(state, jax.random.PRNGKey(1), 3, None)
 

@@ -9,7 +9,7 @@ from genjax import config as config_lib
 from genjax.train import ema as ema_lib
 from genjax.train.task import get_task
 from genjax.train.warm_start import WarmStartError, parameter_fields, warm_start
-from tests.gan_zoo_helpers import tiny_config, toy_batches
+from tests.gan_zoo_helpers import init_state, tiny_config
 
 
 def _equal(a, b) -> bool:
@@ -20,8 +20,7 @@ def _equal(a, b) -> bool:
 def test_warm_start_copies_parameters_and_statistics_only():
   config = tiny_config(model="cgan", spectral_norm=True, ema_decay=0.9)  # D keeps stats.
   task = get_task(config)
-  batch = jax.tree.map(lambda a: a[0], toy_batches(1))
-  fresh, source = (jax.device_get(jax.jit(task.init)(jax.random.PRNGKey(s), batch)) for s in (0, 1))
+  fresh, source = (jax.device_get(init_state(task, s)) for s in (0, 1))
   assert parameter_fields(fresh) == ["g_params", "d_params", "g_stats", "d_stats"]
   source = source.replace(step=source.step + 7)
   state = warm_start(fresh, source)
@@ -35,7 +34,7 @@ def test_warm_start_copies_parameters_and_statistics_only():
   assert _equal(average, source.g_params) and int(state.g_opt[1].count) == 0
   wider = get_task(tiny_config(model="cgan", spectral_norm=True, **{"model_args.width": 16}))
   with pytest.raises(WarmStartError, match="g_params of .* do not fit this model"):
-    warm_start(fresh, jax.device_get(jax.jit(wider.init)(jax.random.PRNGKey(0), batch)))
+    warm_start(fresh, jax.device_get(init_state(wider)))
 
 
 def test_loop_starts_from_another_runs_parameters_with_a_new_optimizer(tmp_path):
