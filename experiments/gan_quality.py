@@ -70,7 +70,14 @@ def train_cell(config, train) -> tuple:
 
 
 def score_cell(task, state, features_fn, real_features, num: int, seed: int) -> dict:
-  images = to_uint8(jax.device_get(task.sample(state, jax.random.PRNGKey(10_000 + seed), num)))
+  """The cell's sample metrics; NaN for each when its training diverged to non-finite samples
+  (one diverged cell is a result of the table, not the end of the run)."""
+  try:
+    images = to_uint8(jax.device_get(task.sample(state, jax.random.PRNGKey(10_000 + seed),
+                                                 num)))
+  except FloatingPointError as e:
+    logging.warning("Scoring the cell as NaN: %s", e)
+    return {m: float("nan") for m in METRICS}
   fake_features, fake_probs = features_fn(images)
   return evaluate.evaluate_features(real_features, fake_features, fake_probs, seed=seed)
 

@@ -22,7 +22,7 @@ import json
 import time
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from genjax import data as data_lib
 from genjax.bench import environment
@@ -54,7 +54,14 @@ def variant_config(variant: str, dataset: str):
 
 
 def quality(task, state, clf_params, real_features, num: int, seed: int) -> dict:
-  images = to_uint8(jax.device_get(task.sample(state, jax.random.PRNGKey(10_000 + seed), num)))
+  """FID and class coverage of the seed's samples; NaN for both when the seed diverged to
+  non-finite samples (a diverged seed is a finding of the study, not the end of the run)."""
+  try:
+    images = to_uint8(jax.device_get(task.sample(state, jax.random.PRNGKey(10_000 + seed),
+                                                 num)))
+  except FloatingPointError as e:
+    logging.warning("Scoring seed %d as NaN: %s", seed, e)
+    return {"fid": float("nan"), "class_coverage": float("nan")}
   feats, probs = classifier_lib.features_and_probs(clf_params, images)
   return {"fid": metrics.fid(real_features, feats),
           "class_coverage": coverage.class_coverage(probs)}

@@ -24,12 +24,10 @@ def generate(task, state, key: jax.Array, num: int, batch_size: int = 1000
     batch_labels = None if labels is None else jax.numpy.asarray(labels[start:start + n])
     images = np.asarray(jax.device_get(
         sample(state, jax.random.fold_in(key, i), n, batch_labels)))
-    if not np.isfinite(images).all():
-      bad = int((~np.isfinite(images)).reshape(n, -1).any(axis=1).sum())
-      raise FloatingPointError(
-          f"The model produced {bad} non-finite sample(s) (NaN/Inf) among images "
-          f"{start}..{start + n - 1}; refusing to write or score them as black images.")
-    out.append(to_uint8(images))
+    try:
+      out.append(to_uint8(images))
+    except FloatingPointError as e:
+      raise FloatingPointError(f"The model's samples {start}..{start + n - 1}: {e}") from None
   return np.concatenate(out), labels
 
 

@@ -246,6 +246,11 @@ def test_pictures_strips_class_grids_and_tables(tmp_path):
   assert g.shape == (10 * 30 + 2, 3 * 30 + 2, 1)
   assert g[2 + 30 * 7 + 5, 2 + 30 + 5, 0] == 70 and g[2 + 30 * 7 + 5, 2 + 60 + 5, 0] == 0
   assert os.path.exists(pictures.save_image(g, str(tmp_path / "g.png")))
+  floats = np.zeros((4, 28, 28, 1), np.float32)
+  np.testing.assert_array_equal(pictures.to_uint8(floats), np.full(floats.shape, 128))
+  floats[2, 3, 4, 0], floats[3, 0, 0, 0] = np.nan, np.inf
+  with pytest.raises(FloatingPointError, match=r"2 of 4 images hold NaN or Inf.*index 2"):
+    pictures.grid(floats)  # Not two plausible black or white pixels in a picture.
   table = pictures.markdown_table([{"model": "gan", "fid": 12.3456}, {"model": "vae"}])
   assert table == "| model | fid |\n|---|---|\n| gan | 12.35 |\n| vae |  |\n"
 
@@ -264,7 +269,7 @@ def test_sample_export_refuses_non_finite_samples():
   task = SimpleNamespace(sample=sample, conditional=False)
   images, _ = generate(task, jnp.int32(0), jax.random.PRNGKey(0), 3, batch_size=4)
   assert images.dtype == np.uint8 and images.shape == (3, 28, 28, 1)
-  with pytest.raises(FloatingPointError, match=r"1 non-finite sample.*images 0\.\.2"):
+  with pytest.raises(FloatingPointError, match=r"samples 0\.\.2: 1 of 3 images hold NaN or Inf.*index 2"):
     generate(task, jnp.int32(1), jax.random.PRNGKey(0), 3, batch_size=4)
 
 

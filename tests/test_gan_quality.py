@@ -82,3 +82,10 @@ def test_gan_small_data_names_a_bad_count_before_any_work(tmp_path, flag):
   proc = _script(tmp_path, "gan_small_data.py", "--dataset=digits", "--num_train=100",
                  "--num=200", f"--out={out}")
   assert "No digits feature classifier" in proc.stderr and out.parent.is_dir()
+
+
+def test_a_diverged_cell_scores_nan_and_the_table_goes_on():
+  from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
+  task = SimpleNamespace(sample=lambda state, key, num: np.full((num, 28, 28, 1), np.nan))
+  scores = gan_quality.score_cell(task, None, None, None, num=4, seed=0)
+  assert set(scores) == set(gan_quality.METRICS) and np.isnan(list(scores.values())).all()

@@ -4,6 +4,7 @@ import pytest
 
 from experiments.configs.mlp_gan import get_config
 from genjax.eval.stability import d_wins, summary
+from tests.conftest import run_python
 
 
 def test_mlp_gan_options_set_loss_and_stabilisers():
@@ -63,7 +64,6 @@ def test_summary_fid_std_is_the_sample_std_over_seeds():
 
 
 def _stability(tmp_path, *flags):
-  from tests.conftest import run_python  # pylint: disable=import-outside-toplevel
   empty = tmp_path / "no_data"  # Any data load fails: the checks must come before it.
   empty.mkdir()
   return run_python(["experiments/gan_stability.py", "--seeds=1", "--fid_samples=0", *flags],
@@ -94,3 +94,14 @@ def test_gan_gradients_records_this_run_s_date_and_device(tmp_path):
   assert f"Date: {datetime.date.today()}." in text  # Was always 2026-11-23...
   assert "Device: cpu x1 (" in text  # ...and "CPU, 2 cores (shared)", wherever it ran.
   assert "| 0 | 0.4" in text  # D steps 0: D(G(z)) of an untrained D, 0.499 in RESULTS.md.
+
+
+def test_a_diverged_seed_scores_nan_not_black_images():
+  # A process of its own: the script's absl flags clash with gan_quality's in one process.
+  proc = run_python(
+      "import numpy as np, types\n"
+      "from experiments import gan_stability\n"
+      "task = types.SimpleNamespace(sample=lambda s, k, n: np.full((n, 28, 28, 1), np.nan))\n"
+      "print(gan_stability.quality(task, None, None, None, num=4, seed=3))")
+  assert proc.stdout.strip() == "{'fid': nan, 'class_coverage': nan}"
+  assert "Scoring seed 3 as NaN: 4 of 4 images hold NaN" in proc.stderr

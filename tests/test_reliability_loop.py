@@ -56,6 +56,16 @@ def test_injected_nan_stops_at_its_step_naming_the_term(cache_dir, tmp_path):
   assert meta["epoch"] == 2
 
 
+def test_unguarded_nan_run_goes_on_without_black_grids(cache_dir, tmp_path, caplog):
+  """nan_policy='off' promises no stop: the NaN samples' grids are skipped with a warning
+  instead of being drawn as black digits, and the run ends."""
+  config = fi.make_config(0, epochs=3, debug_nan_step=5, nan_policy="off", sample_every=1)
+  loop.train(config, str(tmp_path), quiet=True, dataset=fi.subset_dataset())  # Step 5: epoch 2.
+  assert sorted(os.listdir(tmp_path / "samples")) == ["epoch_0001.png"]
+  assert "epoch_0002.png not written: 4 of 4 images hold NaN" in caplog.text
+  assert fi.epochs_logged(str(tmp_path)) == 3
+
+
 def test_rollback_recovers_and_matches_a_clean_run(clean_run, tmp_path):
   # Same injected step as above: the poisoned epoch compiles once (persistent cache).
   config = fi.make_config(0, debug_nan_step=9, nan_policy="rollback", **SHORT)

@@ -12,10 +12,17 @@ from genjax.metric_writers import make_parent_dir
 
 
 def to_uint8(images) -> np.ndarray:
-  """float images in [-1, 1] (or uint8 already) -> uint8 0..255, same shape."""
+  """float images in [-1, 1] (or uint8 already) -> uint8 0..255, same shape. NaN or Inf is
+  an error: cast to uint8 it would show (and score) as a plausible black or white pixel."""
   images = np.asarray(images)
   if images.dtype == np.uint8:
     return images
+  finite = np.isfinite(images)
+  if not finite.all():
+    bad = ~finite.reshape(len(images), -1).all(axis=1) if images.ndim > 1 else ~finite
+    raise FloatingPointError(
+        f"{int(bad.sum())} of {len(images)} images hold NaN or Inf values (first at index "
+        f"{int(np.argmax(bad))}); refusing to convert them to uint8 pixels.")
   return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 

@@ -210,6 +210,16 @@ def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int, ckpt: Ch
          else "No checkpoint was written yet."))
 
 
+def _save_grid(images: np.ndarray, path: str) -> None:
+  """Writes the epoch's sample grid. Non-finite samples get a warning and no picture: with
+  the guard on, the epoch's checks find the cause first; with nan_policy='off' training
+  goes on as that policy promises."""
+  try:
+    pictures.save_grid(images, path)
+  except FloatingPointError as e:
+    logging.warning("genjax: %s not written: %s", path, e)
+
+
 @contextlib.contextmanager
 def _sigterm_flag():
   """Yields a callable that says whether SIGTERM arrived; the loop checks it once per
@@ -318,7 +328,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, quiet: bool = Fals
           # Every process runs the sampler (it spans all devices); process 0 saves the grid.
           grid = distributed.to_host(sample_fn(state, grid_key, config.num_grid, None))
           if writes:
-            pictures.save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
+            _save_grid(grid, os.path.join(workdir, "samples", f"epoch_{epoch:04d}.png"))
         if epoch % config.checkpoint_every == 0 or last:
           ckpt.save(step, state, meta={"epoch": epoch, "steps_per_epoch": steps_per_epoch,
                                        "prng_impl": config.prng_impl}, metrics=scalars)
