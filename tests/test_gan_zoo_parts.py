@@ -192,6 +192,9 @@ def test_gan_losses_match_their_papers_in_probability_space():
     loss = losses.get_loss(name)
     np.testing.assert_allclose(loss.d(real, fake), d_loss, rtol=1e-5, err_msg=name)
     np.testing.assert_allclose(loss.g(fake), g_loss, rtol=1e-5, err_msg=name)
+    # D's answer as the loss reads it (the step's d_real / d_fake): a probability for BCE.
+    bce = name in ("non_saturating", "minimax")
+    np.testing.assert_allclose(loss.readout(real), d_r if bce else r, rtol=1e-5, err_msg=name)
     grads = jax.grad(lambda a, b: loss.d(a, b) + loss.g(b), (0, 1))(saturated, saturated)
     assert all(np.all(np.isfinite(g)) for g in grads), name
 

@@ -45,6 +45,8 @@ def test_discriminator_loss_falls_against_a_fixed_generator(model, loss, extra):
       tiny_config(model=model, loss=loss, lr_g=0.0, lr_d=1e-3, **extra), steps)
   assert np.all(np.isfinite(m["d_loss"]))
   assert falls(m["d_loss"]), m["d_loss"]
+  if loss == "wasserstein":  # d_real / d_fake are the critic's raw scores: their gap is the loss.
+    np.testing.assert_allclose(m["d_loss"], m["d_fake"] - m["d_real"], rtol=1e-5, atol=1e-6)
   for key, on in (("r1", "r1_gamma"), ("gp", "gp_weight"), ("ada_p", "ada")):
     assert (key in m) == bool(extra.get(on)), (key, sorted(m))
   # n_critic D updates per step: Adam's step count is steps * n_critic.

@@ -168,8 +168,8 @@ def make_gan_task(config) -> Task:
         real_logits, d_stats = d_run(d_params, d_stats, real, labels, k_real)
         fake_logits, d_stats = d_run(d_params, d_stats, fake, labels, k_fake)
       d_loss = loss.d(real_logits, fake_logits)
-      metrics = {"d_loss": d_loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                 "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+      metrics = {"d_loss": d_loss, "d_real": jnp.mean(loss.readout(real_logits)),
+                 "d_fake": jnp.mean(loss.readout(fake_logits))}
       objective = d_loss
       d_fn = lambda x: d_run(d_params, d_stats, x, labels, k_real)[0]
       if r1_gamma > 0:  # At the reals before augmentation, through D's real-pass draw.

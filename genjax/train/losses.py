@@ -1,6 +1,9 @@
 """The GAN loss family, on discriminator logits.
 
-Each loss is a pair: `d(real_logits, fake_logits) -> scalar` and `g(fake_logits) -> scalar`.
+Each loss is a pair: `d(real_logits, fake_logits) -> scalar` and `g(fake_logits) -> scalar`,
+with `readout(logits)`, D's output as that loss reads it (the step's `d_real` / `d_fake`
+metrics): a probability for the sigmoid losses, the raw score for least squares (targets 1
+and 0), hinge (margins +-1) and Wasserstein (mean d_real - d_fake is the critic's estimate).
 Sigmoid losses go through log-sigmoid, so saturated logits give finite values and gradients.
 """
 from __future__ import annotations
@@ -14,6 +17,7 @@ import jax.numpy as jnp
 class GanLoss(NamedTuple):
   d: Callable[[jax.Array, jax.Array], jax.Array]
   g: Callable[[jax.Array], jax.Array]
+  readout: Callable[[jax.Array], jax.Array] = lambda logits: logits
 
 
 def _bce_d(real, fake):
@@ -23,9 +27,11 @@ def _bce_d(real, fake):
 
 LOSSES: dict[str, GanLoss] = {
     # Goodfellow et al.'s practical G loss, and the tutorial's: BCE(D(G(z)), 1).
-    "non_saturating": GanLoss(d=_bce_d, g=lambda fake: -jnp.mean(jax.nn.log_sigmoid(fake))),
+    "non_saturating": GanLoss(d=_bce_d, g=lambda fake: -jnp.mean(jax.nn.log_sigmoid(fake)),
+                              readout=jax.nn.sigmoid),
     # The original minimax G loss, log(1 - D(G(z))): its gradient vanishes when D wins.
-    "minimax": GanLoss(d=_bce_d, g=lambda fake: jnp.mean(jax.nn.log_sigmoid(-fake))),
+    "minimax": GanLoss(d=_bce_d, g=lambda fake: jnp.mean(jax.nn.log_sigmoid(-fake)),
+                       readout=jax.nn.sigmoid),
     "least_squares": GanLoss(
         d=lambda real, fake: 0.5 * jnp.mean((real - 1.0) ** 2) + 0.5 * jnp.mean(fake ** 2),
         g=lambda fake: 0.5 * jnp.mean((fake - 1.0) ** 2)),
