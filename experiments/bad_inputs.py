@@ -24,7 +24,7 @@ from genjax import checkpoint as ck  # pylint: disable=wrong-import-position
 from genjax import config as config_lib  # pylint: disable=wrong-import-position
 from genjax import data  # pylint: disable=wrong-import-position
 from genjax.data import idx  # pylint: disable=wrong-import-position
-from genjax.eval import classifier  # pylint: disable=wrong-import-position
+from genjax.eval import classifier, pictures  # pylint: disable=wrong-import-position
 from genjax.train import loop  # pylint: disable=wrong-import-position
 
 TMP = tempfile.mkdtemp(prefix="genjax_bad_inputs_")
@@ -133,6 +133,8 @@ CASES = [
     ("checkpoint: best kept by a metric the run lacks", lambda: save_keeping_best_by("gloss")),
     ("evaluation: float images given to the feature classifier", lambda:
      classifier.features_and_probs(None, np.zeros((4, 28, 28, 1), np.float32))),
+    ("evaluation: a sample grid or FID set of NaN samples", lambda:
+     pictures.to_uint8(np.full((4, 28, 28, 1), np.nan, np.float32))),
     ("workdir: not a genjax work directory", lambda: loop.load_trained(TMP)),
 ]
 
