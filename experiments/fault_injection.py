@@ -138,7 +138,7 @@ def same_params(a_dir: str, b_dir: str, seed: int, epochs: int = OVERRIDES["epoc
 
   (a, ma), (b, mb) = final_state(a_dir, seed), final_state(b_dir, seed)
   return ma["epoch"] == mb["epoch"] == epochs and all(
-      np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+      np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 def reference(root: str, seed: int, cache_dir: str, refs: dict) -> str:

@@ -121,7 +121,7 @@ def main(argv):
   if _NUM_TRAIN.value:
     train = data_lib.balanced_subset(train, _NUM_TRAIN.value)
   rows = []
-  for (model, loss), config in zip(cells, configs):
+  for (model, loss), config in zip(cells, configs, strict=True):
     t = time.time()
     task, state, history = train_cell(config, train)
     row = cell_record(model, loss, config, len(train.images), history,

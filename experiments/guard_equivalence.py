@@ -25,7 +25,7 @@ def run(**values):
 
 
 def equal(a, b) -> bool:
-  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return jax.tree.all(jax.tree.map(np.array_equal, a, b))  # Structures must match too.
 
 
 def main() -> None:

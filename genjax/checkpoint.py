@@ -240,7 +240,7 @@ def layout_difference(saved: list[str], expected: list[str], saved_name: str = "
   if list(saved) == list(expected):
     return None
   return next((f"{saved_name} has {a!r}, {expected_name} has {b!r}"
-               for a, b in zip(saved, expected) if a != b),
+               for a, b in zip(saved, expected, strict=True) if a != b),
               f"{saved_name} has {len(saved)} leaves, {expected_name} has {len(expected)}")
 
 

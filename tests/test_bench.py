@@ -100,7 +100,7 @@ def test_tuned_torch_step_makes_the_tutorials_updates(digits):
     losses = [step(torch, x, G, D, G_opt, D_opt, criterion, 100, "cpu") for _ in range(3)]
     params.append([p.detach().clone() for p in [*G.parameters(), *D.parameters()]])
     assert np.isfinite([float(v) for pair in losses for v in pair]).all()
-  for a, b in zip(*params):
+  for a, b in zip(*params, strict=True):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

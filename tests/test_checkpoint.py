@@ -21,7 +21,7 @@ def test_round_trip_is_exact(tmp_path):
     restored, meta = ckpt.restore(abstract_like(state))
   assert meta == {"epoch": 2}
   assert jax.tree.structure(restored) == jax.tree.structure(state)
-  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state), strict=True):
     assert a.dtype == b.dtype and np.array_equal(np.asarray(a), np.asarray(b))
 
 

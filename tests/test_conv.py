@@ -32,7 +32,7 @@ def test_matmul_convolutions_equal_flax(k, s, cin, cout, size, transpose):
   init = jax.jit(ref.init)(jax.random.PRNGKey(1), x)  # Jitted: op by op compiles slower.
   ours_init = jax.jit(ours.init)(jax.random.PRNGKey(1), x)
   assert jax.tree.structure(init) == jax.tree.structure(ours_init)
-  for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(ours_init)):
+  for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(ours_init), strict=True):
     np.testing.assert_array_equal(a, b)  # same names, shapes and initial values
   params = _perturbed(init)
   want = jax.jit(ref.apply)(params, x)
@@ -42,7 +42,7 @@ def test_matmul_convolutions_equal_flax(k, s, cin, cout, size, transpose):
   # Gradients too (they are what XLA:CPU was slow at).
   loss = lambda m: lambda p: jnp.sum(jnp.sin(m.apply(p, x)))
   for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(ours)))(params)),
-                  jax.tree.leaves(jax.jit(jax.grad(loss(ref)))(params))):
+                  jax.tree.leaves(jax.jit(jax.grad(loss(ref)))(params)), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
@@ -77,7 +77,7 @@ def test_masked_taps_are_skipped_with_the_same_result_and_gradients(cin, cout):
   np.testing.assert_allclose(jax.jit(ours.apply)(params, x), ref.apply(params, x),
                              atol=2e-5, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(ours), (0, 1)))(params, x)),
-                  jax.tree.leaves(jax.grad(loss(ref), (0, 1))(params, x))):
+                  jax.tree.leaves(jax.grad(loss(ref), (0, 1))(params, x)), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
   # A kernel with no live tap leaves the bias.
   empty = Conv(cout, (3, 3), mask=np.zeros((3, 3, cin, cout), np.float32), impl="matmul")

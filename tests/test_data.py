@@ -57,7 +57,7 @@ def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
           "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
   assert run_python(code).stdout.split() == ["[]"]
   monkeypatch.setattr(digits, "_bundled_csv", lambda: None)
-  for a, b in zip(direct, digits.load_digits("test")):
+  for a, b in zip(direct, digits.load_digits("test"), strict=True):
     np.testing.assert_array_equal(a, b)
 
 

@@ -100,7 +100,7 @@ def _finish(procs, timeout=TIMEOUT_S):
       for q in procs:
         q.kill()
       pytest.fail("distributed worker timed out")
-  for p, o in zip(procs, outs):
+  for p, o in zip(procs, outs, strict=True):
     assert p.returncode == 0 and "WORKER_OK" in o, o[-4000:]
 
 
@@ -119,7 +119,7 @@ def test_two_processes_match_one_process_and_train(tmp_path):
 
   a, b = _load(single / "step.npz"), _load(multi / "step.npz")
   assert len(a) == len(b) == 16  # G and D: 4 dense layers each, kernel + bias.
-  for x, y in zip(a, b):
+  for x, y in zip(a, b, strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
   run = multi / "run"

@@ -57,7 +57,7 @@ def test_average_is_the_recursion_and_training_is_unchanged():
   _, plain = _steps(_vae_config(), batch, steps)
   task, kept = _steps(_vae_config(ema_decay=decay), batch, steps)
   assert not ema_lib.has_average(plain[0].opt) and ema_lib.has_average(kept[0].opt)
-  for a, b in zip(plain, kept):  # Every step's parameters and Adam state, bit for bit.
+  for a, b in zip(plain, kept, strict=True):  # Every step's parameters and Adam state, bit for bit.
     same = jax.tree.map(np.array_equal, (a.params, a.opt), (b.params, b.opt[0]))
     assert all(jax.tree.leaves(same))
   expected = kept[0].params  # average_0 = the initial parameters
@@ -65,7 +65,7 @@ def test_average_is_the_recursion_and_training_is_unchanged():
     d = min(decay, (1 + t) / (10 + t))
     expected = jax.tree.map(lambda e, p: d * e + (1 - d) * p, expected, kept[t + 1].params)
   average = ema_lib.sampling_params(None, kept[-1].opt)
-  for got, want in zip(jax.tree.leaves(average), jax.tree.leaves(expected)):
+  for got, want in zip(jax.tree.leaves(average), jax.tree.leaves(expected), strict=True):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   # Samples come from the average; `choose(state, False)` gives the last parameters'.
   last = kept[-1]
@@ -87,9 +87,9 @@ def test_gan_averages_the_generator_only():
   average = lambda s: ema_lib.sampling_params(None, s.g_opt)
   assert jax.tree.structure(average(last)) == jax.tree.structure(last.g_params)
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(average(first)),
-                                                  jax.tree.leaves(first.g_params)))
+                                                  jax.tree.leaves(first.g_params), strict=True))
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(average(last)),
-                                                    jax.tree.leaves(last.g_params))]
+                                                    jax.tree.leaves(last.g_params), strict=True)]
   assert any(moved)
   raw = ema_lib.choose(last, False)
   assert not ema_lib.has_average(raw.g_opt) and ema_lib.has_average(last.g_opt)
@@ -138,7 +138,7 @@ def test_a_run_checkpointed_without_an_average_resumes_with_one(tmp_path):
   assert isinstance(average, ema_lib.ParamAverageState)
   assert 0 < int(average.count) == int(resumed.step) // 2
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(average.average),
-                                                    jax.tree.leaves(resumed.params))]
+                                                    jax.tree.leaves(resumed.params), strict=True)]
   assert any(moved)
   # Another model is still a mismatch, average or not.
   other = config_lib.override(base, {"ema_decay": 0.9, "latent_dim": base.latent_dim + 1})

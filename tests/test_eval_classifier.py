@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -83,7 +82,7 @@ def test_features_take_uint8_images_in_any_batch_split():
   images = np.random.default_rng(0).integers(0, 256, (23, 28, 28, 1), dtype=np.uint8)
   whole = classifier.features_and_probs(params, images)
   split = classifier.features_and_probs(params, images, batch_size=10)  # 10 + 10 + 3 padded.
-  for a, b in zip(whole, split):
+  for a, b in zip(whole, split, strict=True):
     assert a.shape == b.shape and a.dtype == np.float32
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # Float images in [-1, 1] were mapped by `to_float` a second time (to about -1: blank).

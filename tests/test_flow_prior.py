@@ -15,7 +15,8 @@ def _random_flow(latent_dim=4, layers=3, hidden=8, seed=0):
   prior = flow_lib.init(jax.random.PRNGKey(seed), latent_dim, layers, hidden)
   leaves, tree = jax.tree.flatten(prior.params)
   keys = jax.random.split(jax.random.PRNGKey(seed + 1), len(leaves))
-  leaves = [leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+  leaves = [leaf + 0.3 * jax.random.normal(k, leaf.shape)
+            for leaf, k in zip(leaves, keys, strict=True)]
   return prior.replace(params=jax.tree.unflatten(tree, leaves))
 
 
@@ -35,7 +36,7 @@ def test_log_prob_is_the_change_of_variables_and_sample_inverts_the_map():
   def forward(v):  # z [L] -> u [L]
     return prior.module.apply(prior.params, v[None])[0][0]
 
-  for point, log_r in zip(z, prior_lib.log_prob(prior, z)):
+  for point, log_r in zip(z, prior_lib.log_prob(prior, z), strict=True):
     _, log_abs_det = np.linalg.slogdet(np.asarray(jax.jacfwd(forward)(point), np.float64))
     expected = stats.norm.logpdf(np.asarray(forward(point))).sum() + log_abs_det
     np.testing.assert_allclose(log_r, expected, rtol=1e-4, atol=1e-4)

@@ -1,6 +1,5 @@
 """The quality table's cells (experiments/gan_quality.py): configs, one cell trained and
 scored end to end on tiny data, and the table."""
-import jax
 import numpy as np
 import pytest
 

@@ -93,7 +93,7 @@ def test_d_joint_batch_equals_the_two_pass_step_without_dropout(model):
                                         d_joint_batch=joint), 3)
     runs.append((m, state.d_params, state.d_opt) + ((state.g_params,) if model == "mlp_gan"
                                                      else ()))
-  for x, y in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1])):
+  for x, y in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1]), strict=True):
     np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
 
 
@@ -120,7 +120,7 @@ def test_flatten_optimizer_is_the_per_leaf_adam_on_one_vector():
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   params = {"w": jax.random.normal(keys[0], (5, 3)), "b": jnp.zeros(3)}
   grads = [{"w": scale * jax.random.normal(k, (5, 3)), "b": scale * jnp.arange(3.0)}
-           for k, scale in zip(keys[1:], (1.0, 1e-3, 1e-7))]
+           for k, scale in zip(keys[1:], (1.0, 1e-3, 1e-7), strict=True)]
 
   def updates(flat: bool):
     tx = adam(tiny_config(flatten_optimizer=flat), 1e-3)
@@ -130,7 +130,7 @@ def test_flatten_optimizer_is_the_per_leaf_adam_on_one_vector():
       out.append(u)
     return out
 
-  for x, y in zip(jax.tree.leaves(updates(False)), jax.tree.leaves(updates(True))):
+  for x, y in zip(jax.tree.leaves(updates(False)), jax.tree.leaves(updates(True)), strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-12)
   _, state, m = run_steps(tiny_config(model="mlp_gan", lr_d=1e-3, ema_decay=0.9,
                                       flatten_optimizer=True), 3)

@@ -33,7 +33,7 @@ def test_log_prob_is_the_mixture_density():
   np.testing.assert_allclose(np.triu(prior.precision_cholesky), prior.precision_cholesky)
   z = np.random.default_rng(1).normal(scale=3.0, size=(7, 5, 4))
   expected = np.log(sum(w * stats.multivariate_normal(m, c).pdf(z)
-                        for w, m, c in zip(weights, means, covs)))
+                        for w, m, c in zip(weights, means, covs, strict=True)))
   np.testing.assert_allclose(prior_lib.log_prob(prior, jnp.asarray(z, jnp.float32)), expected,
                              rtol=1e-4, atol=1e-4)
 
@@ -77,7 +77,7 @@ def test_files_round_trip_and_bad_ones_are_named(tmp_path):
   prior_lib.save(path, prior, step=7, fingerprint="abc")
   loaded, meta = prior_lib.load(path)
   assert meta == {"step": 7, "fingerprint": "abc"}
-  for a, b in zip(loaded, prior):
+  for a, b in zip(loaded, prior, strict=True):
     np.testing.assert_array_equal(a, b)
   with pytest.raises(ValueError, match="latents"):
     prior_lib.check(loaded, 5)  # a model with another latent size
@@ -209,7 +209,7 @@ def test_a_frozen_half_of_the_moving_average_is_the_frozen_parameters():
       state, _ = step(state, batch)
   average = ema_lib.sampling_params(state.params, state.opt)["params"]
   equal = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a),
-                                                                jax.tree.leaves(b)))
+                                                                jax.tree.leaves(b), strict=True))
   assert equal(average["decoder"], state.params["params"]["decoder"])
   assert not equal(average["encoder"], state.params["params"]["encoder"])
 

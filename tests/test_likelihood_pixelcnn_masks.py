@@ -23,7 +23,7 @@ def _jacobian(module, x, scale=1.0):
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
     params = jax.tree.unflatten(tree, [scale * jax.random.normal(k, p.shape)
-                                       for k, p in zip(keys, leaves)])
+                                       for k, p in zip(keys, leaves, strict=True)])
     f = lambda flat: module.apply(params, flat.reshape(1, H, W, 1))[0, ..., 0].reshape(-1)
     return jax.jacfwd(f)(x.reshape(-1))
 

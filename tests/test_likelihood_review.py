@@ -31,7 +31,7 @@ def _perturbed(params, scale=0.2, seed=7):
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
   return jax.tree.unflatten(tree, [leaf + scale * jax.random.normal(k, leaf.shape)
-                                   for leaf, k in zip(leaves, keys)])
+                                   for leaf, k in zip(leaves, keys, strict=True)])
 
 
 def _setup(likelihood="bernoulli", num_images=3):
@@ -208,7 +208,7 @@ def _random_params(model, x, scale):
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
   return jax.tree.unflatten(tree, [scale * jax.random.normal(k, leaf.shape)
-                                   for k, leaf in zip(keys, leaves)])
+                                   for k, leaf in zip(keys, leaves, strict=True)])
 
 
 @pytest.mark.parametrize("name", ["pixelcnn", "gated_pixelcnn"])

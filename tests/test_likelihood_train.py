@@ -154,7 +154,7 @@ def test_dreg_gradient_equals_the_textbook_surrogate_and_trains():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
                decoder(grads), decoder(iwae_grads))  # DReG changes only the encoder's part...
   encoder = lambda g: jax.tree.leaves(g["params"]["encoder"])  # pylint: disable=C3001
-  same = [np.allclose(a, b) for a, b in zip(encoder(grads), encoder(iwae_grads))]
+  same = [np.allclose(a, b) for a, b in zip(encoder(grads), encoder(iwae_grads), strict=True)]
   assert not all(same)  # ...which differs from IWAE's.
   steps = _metrics_of_steps(config)
   assert abs(steps[0]["loss"] - float(metrics["loss"])) < 50  # The same bound is logged.

@@ -97,7 +97,7 @@ def test_bf16_dense_has_flax_dense_parameters():
   ours, ref = dense(4, dtype=jnp.bfloat16), nn.Dense(4, dtype=jnp.bfloat16)
   mine, theirs = ours.init(jax.random.PRNGKey(1), x), ref.init(jax.random.PRNGKey(1), x)
   assert jax.tree.structure(mine) == jax.tree.structure(theirs)
-  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
+  for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs), strict=True):
     np.testing.assert_array_equal(a, b)  # same initial values: same keys, same order
   np.testing.assert_allclose(ours.apply(theirs, x), ref.apply(theirs, x), atol=5e-2)
 

@@ -49,7 +49,7 @@ def test_philox_run_resumes_exactly(tmp_path):
   assert straight.key.shape == (1,)  # Philox 2x32's key, not threefry's (2,).
   train(tmp_path / "stopped", 1, "philox2x32")
   resumed = train(tmp_path / "stopped", 2, "philox2x32")
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   threefry = train(tmp_path / "threefry", 2, "threefry2x32")
   assert threefry.key.shape == (2,)

@@ -49,7 +49,7 @@ XS = jnp.linspace(-1.0, 1.0, 10 * 3).reshape(10, 3)
 def test_healthy_run_is_bit_identical_with_the_guard(check):
   plain, _ = run(toy_step(), XS, None)
   guarded, metrics = run(toy_step(), XS, check)
-  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(guarded)):
+  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(guarded), strict=True):
     np.testing.assert_array_equal(a, b)
   assert int(metrics[guard.BAD_STEP_KEY]) == -1
 

@@ -42,7 +42,7 @@ def clean_run(cache_dir, tmp_path_factory):
 
 
 def leaves_equal(a, b):
-  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  return jax.tree.all(jax.tree.map(np.array_equal, a, b))  # Structures must match too.
 
 
 def test_injected_nan_stops_at_its_step_naming_the_term(cache_dir, tmp_path):

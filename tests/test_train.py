@@ -35,7 +35,7 @@ def assert_same_trajectory(a, b):
   depending on CPU load, on 0.0075 % of a 4-step GAN state's 8.8M numbers). Against one
   step fewer, 44 % of them differ by more than 1e-5."""
   diff = np.concatenate([np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).ravel()
-                         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+                         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)])
   assert (diff > 1e-5).mean() < 1e-3 and diff.max() < 2e-3, ((diff > 1e-5).mean(), diff.max())
 
 

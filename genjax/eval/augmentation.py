@@ -97,7 +97,7 @@ def gain_row(num_real: int, real_acc: Sequence[float], aug_acc: Sequence[float])
   if len(real_acc) != len(aug_acc) or not real_acc:
     raise ValueError(f"Need the same number (>= 1) of seeds per arm, got {len(real_acc)} "
                      f"and {len(aug_acc)}.")
-  gains = [a - r for r, a in zip(real_acc, aug_acc)]
+  gains = [a - r for r, a in zip(real_acc, aug_acc, strict=True)]
   return {"num_real": num_real, "real": mean_std(real_acc), "augmented": mean_std(aug_acc),
           "gain": mean_std(gains), "real_per_seed": list(real_acc),
           "augmented_per_seed": list(aug_acc)}

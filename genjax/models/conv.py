@@ -138,7 +138,7 @@ def conv_product_first(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   z = jnp.pad(z, ((0, 0), _conv_same_padding(h, kh, sy), _conv_same_padding(w, kw, sx),
                   (0, 0)))
   parts = jnp.split(z, len(taps), axis=-1)
-  y = sum(_view(part, ty, tx, strides, out_hw) for part, (ty, tx) in zip(parts, taps))
+  y = sum(_view(part, ty, tx, strides, out_hw) for part, (ty, tx) in zip(parts, taps, strict=True))
   return y.astype(out_dtype)
 
 
@@ -183,7 +183,7 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int
   parts = jnp.split(mixed_matmul(x, _tap_columns(flipped, taps)), len(taps), axis=-1)
   along_y, along_x = _phases_and_shifts(kh, sy), _phases_and_shifts(kw, sx)
   phases: dict[tuple[int, int], jax.Array] = {}
-  for part, (ty, tx) in zip(parts, taps):
+  for part, (ty, tx) in zip(parts, taps, strict=True):
     (py, dy), (px, dx) = along_y[ty], along_x[tx]
     moved = _shift(part, dy, dx)
     phases[py, px] = phases[py, px] + moved if (py, px) in phases else moved

@@ -65,7 +65,8 @@ class RealNVP(nn.Module):
 
   def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
     log_det = jnp.zeros(z.shape[:-1])
-    for coupling, mask in zip(self.couplings, coupling_masks(self.latent_dim, self.layers)):
+    masks = coupling_masks(self.latent_dim, self.layers)
+    for coupling, mask in zip(self.couplings, masks, strict=True):
       shift, log_scale = coupling(z * mask)
       z = mask * z + (1 - mask) * (z - shift) * jnp.exp(-log_scale)
       log_det -= jnp.sum((1 - mask) * log_scale, axis=-1)
@@ -74,7 +75,7 @@ class RealNVP(nn.Module):
   def inverse(self, u: jax.Array) -> jax.Array:
     z = u * jnp.exp(self.log_scale) + self.loc
     masks = coupling_masks(self.latent_dim, self.layers)
-    for coupling, mask in reversed(list(zip(self.couplings, masks))):
+    for coupling, mask in reversed(list(zip(self.couplings, masks, strict=True))):
       shift, log_scale = coupling(z * mask)
       z = mask * z + (1 - mask) * (z * jnp.exp(log_scale) + shift)
     return z

@@ -91,7 +91,7 @@ def check(prior: Prior, latent_dim: int) -> None:
   if isinstance(prior, flow_lib.FlowPrior):
     flow_lib.check(prior, latent_dim)
     return
-  shapes = {name: tuple(np.shape(value)) for name, value in zip(_KEYS, prior)}
+  shapes = {name: tuple(np.shape(value)) for name, value in zip(_KEYS, prior, strict=True)}
   k = shapes["log_weights"][0] if len(shapes["log_weights"]) == 1 else -1
   expected = {"log_weights": (k,), "means": (k, latent_dim),
               "precision_cholesky": (k, latent_dim, latent_dim)}
@@ -162,7 +162,7 @@ def save(path: str, prior: Prior, **meta) -> None:
         jax.device_get(prior.params), sep="/").items()}
     shape = {"family": "realnvp", "layers": prior.layers, "hidden": prior.hidden}
   else:
-    arrays = dict(zip(_KEYS, prior))
+    arrays = dict(zip(_KEYS, prior, strict=True))
     shape = {"family": "gaussian_mixture"}
   tmp = f"{path}.tmp"
   with open(tmp, "wb") as f:
