@@ -86,6 +86,15 @@ def test_restoring_into_another_architecture_is_a_clear_error(tmp_path):
       ckpt.restore(abstract_like(other))
 
 
+def test_restoring_into_a_state_with_more_leaves_after_the_saved_ones_names_the_counts(tmp_path):
+  with Checkpointer(str(tmp_path)) as ckpt:
+    ckpt.save(1, _state(1))
+    longer = {**_state(1), "z_extra": jnp.zeros(())}  # Sorts last: the saved layout is a prefix.
+    with pytest.raises(CheckpointError, match=r"does not match this model's state .*"
+                                              r"checkpoint has 6 leaves, model has 7"):
+      ckpt.restore(abstract_like(longer))
+
+
 def test_empty_directory_says_so(tmp_path):
   with Checkpointer(str(tmp_path)) as ckpt:
     with pytest.raises(CheckpointError, match="No checkpoint in"):
