@@ -21,8 +21,9 @@
 # baseline; on the H200 (2026-11-30) within 2 % of the default rows. `bench_fused`: the same
 # epochs with D's update on real and fake as one batch (--config.d_joint_batch), with four
 # steps per scan iteration (--config.scan_unroll=4), with each network's Adam on one flat
-# vector (--config.flatten_optimizer) and with all three, beside the plain rows and the
-# tutorial (new 2026-12-01, not yet run on a GPU). `bench_cublas`: the epochs of
+# vector (--config.flatten_optimizer), with all three and with all three on the Philox PRNG,
+# beside the plain rows and the tutorial (new 2026-12-01); `bench_fused_cublas` its plain and
+# all-three rows with cuBLAS's products (next). `bench_cublas`: the epochs of
 # `bench_graphs` with the matrix products through cuBLAS, not XLA's Triton GEMM fusions
 # (--xla_gpu_enable_triton_gemm=false; new 2026-12-01, not yet run on a GPU). `bench_highest`:
 # genjax's fp32 epochs with full fp32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's
@@ -139,11 +140,20 @@ bench_fused() {  # issue 6 Must show 1, fewer and larger kernels per step: D on 
   # as one batch (config.d_joint_batch); four steps per iteration of the epoch's scan
   # (config.scan_unroll: a quarter of the loop's iterations, each ending in the while loop's
   # predicate test); each network's Adam on one flat vector (config.flatten_optimizer); all
-  # three; beside the plain rows (the default NaN guard) and the tutorial baseline.
+  # three; all three with the Philox PRNG; beside the plain rows (the default NaN guard) and
+  # the tutorial baseline.
   stage bench_fused 300 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="d_joint_batch=True,scan_unroll=4,\
-flatten_optimizer=True,d_joint_batch=True;scan_unroll=4;flatten_optimizer=True" \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$FUSED,$FUSED;prng_impl=philox4x32,\
+d_joint_batch=True,scan_unroll=4,flatten_optimizer=True" \
     --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused"
+}
+
+bench_fused_cublas() {  # bench_fused's plain and all-three rows again, the matrix products
+  # through cuBLAS (--xla_gpu_enable_triton_gemm=false), beside the tutorial.
+  stage bench_fused_cublas 200 env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" \
+    python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$FUSED" \
+    --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused_cublas"
 }
 
 quality() {
@@ -192,14 +202,15 @@ gated_pixelcnn() { likelihood_run gated_pixelcnn gated_pixelcnn.py; }
 if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
-    bench|bench_graphs|bench_cublas|bench_highest|bench_fused|models|quality) ;;
+    bench|bench_graphs|bench_cublas|bench_highest|bench_fused|bench_fused_cublas|models|quality) ;;
     vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
     *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest," \
-         "bench_fused, models," \
+         "bench_fused, bench_fused_cublas, models," \
          "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
 OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"
+FUSED="d_joint_batch=True;scan_unroll=4;flatten_optimizer=True"
 SMOKE="${SMOKE:-0}"; SCALE=1; [ "$SMOKE" = 1 ] && SCALE=4
 BUDGET="${GPU_SESSION_SECONDS:-570}"  # keep under the device call's timeout_s
 [ "$SMOKE" = 1 ] && BUDGET=$(( BUDGET * SCALE ))
