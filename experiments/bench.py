@@ -10,7 +10,8 @@
   python experiments/bench.py --config=experiments/configs/<x>.py --steps=50 --baselines=
 
 Prints a markdown table; writes bench.md and bench.json (rows + device, the baselines' torch
-device, versions, date, load) to --out. The PyTorch baselines need torch (the `bench` extra)
+device, versions, date, load) to --out, and rows.jsonl there as the rows come (the environment,
+then one row a line: what a run cut off by a time limit had measured). The PyTorch baselines need torch (the `bench` extra)
 and are skipped with a message when it is absent. Baselines per model
 (experiments/benchmarks/registry.py): mlp_gan -> torch_tutorial, torch_resident,
 torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
@@ -18,6 +19,7 @@ torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another model, or of a
 trains its model otherwise than the baseline (another loss, a penalty, a moving average), is
 refused.
 """
+import json
 import os
 
 import jax
@@ -122,6 +124,16 @@ def main(argv):
   env = bench.environment()
   env["torch_device"] = torch_device  # Where the baselines ran (None: no baselines).
   print(f"{env['device']}, load average before: {env['load_average_1_5_15']}", flush=True)
+  if _OUT.value:  # Each row as it is measured: a run cut off by a time limit keeps them.
+    os.makedirs(_OUT.value, exist_ok=True)
+    with open(os.path.join(_OUT.value, "rows.jsonl"), "w") as f:
+      f.write(json.dumps({"environment": env}) + "\n")
+
+  def keep_row(row):
+    if _OUT.value:
+      with open(os.path.join(_OUT.value, "rows.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
   rows = bench.run_suite(
       config, dataset.images, dataset.labels,
       batch_sizes=[int(b) for b in _BATCH.value or [config.batch_size]],
@@ -130,7 +142,7 @@ def main(argv):
       steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
       nan_policies=_NAN_POLICIES.value, nan_checks=_NAN_CHECKS.value,
       variants=_VARIANTS.value, rounds=_ROUNDS.value,
-      log=lambda m: print(m, flush=True))
+      log=lambda m: print(m, flush=True), on_row=keep_row)
   rows = bench.add_ratios(rows, list(baselines))
   env_after = bench.environment()
   env["load_average_after"] = env_after["load_average_1_5_15"]

@@ -142,7 +142,7 @@ bench_fused() {  # issue 6 Must show 1, fewer and larger kernels per step: D on 
   # predicate test); each network's Adam on one flat vector (config.flatten_optimizer); all
   # three; all three with the Philox PRNG; beside the plain rows (the default NaN guard) and
   # the tutorial baseline.
-  stage bench_fused 300 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+  stage bench_fused 420 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$FUSED,$FUSED;prng_impl=philox4x32,\
 d_joint_batch=True,scan_unroll=4,flatten_optimizer=True" \
     --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused"

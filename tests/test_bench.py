@@ -132,9 +132,12 @@ def test_variants_add_rows_with_their_config_overrides(digits):
       "d_joint_batch": True, "lr_d": 1e-3, "parallel": "shard_map"}
   with pytest.raises(ValueError, match="expected 'key=value"):
     bench.parse_variant("d_joint_batch")
+  seen = []
   rows = bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_policies=("off",),
-                         variants=("d_joint_batch=True",), steps=2, warmup=False)
+                         variants=("d_joint_batch=True",), steps=2, warmup=False,
+                         on_row=seen.append)
   assert [r["variant"] for r in rows] == ["", "d_joint_batch=True"]
+  assert seen == rows  # Every row handed on as it was measured.
   md = bench.to_markdown(rows, bench.environment())
   assert "| variant |" in md and "| d_joint_batch=True |" in md
   with pytest.raises(KeyError, match="d_joint_batc"):  # An unknown key is named.
@@ -229,6 +232,10 @@ def test_bench_cli_records_where_the_baselines_ran(tmp_path):
   doc = json.loads((tmp_path / "bench.json").read_text())
   assert doc["environment"]["torch_device"] == "cpu"  # no CUDA torch here
   assert [r["impl"] for r in doc["rows"]] == ["genjax", "torch_resident_tuned_1thr"]
+  kept = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+  assert kept[0]["environment"]["torch_device"] == "cpu" and len(kept) == 3
+  for row, final in zip(kept[1:], doc["rows"], strict=True):  # The final rows add ratios.
+    assert row == {k: final[k] for k in row}
   assert " on cpu; fp32 matmuls" in (tmp_path / "bench.md").read_text().splitlines()[0]
 
 

@@ -48,7 +48,8 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
               baseline_batch_sizes: Sequence[int] | None = None, steps: int = 0,
               repeats: int = 1, warmup: bool = True, nan_policies: Sequence[str] = (),
               nan_checks: Sequence[str] = (), variants: Sequence[str] = (), rounds: int = 1,
-              log: Callable[[str], None] = lambda _: None) -> list[dict]:
+              log: Callable[[str], None] = lambda _: None,
+              on_row: Callable[[dict], None] = lambda _: None) -> list[dict]:
   """genjax rows for every (batch size, dtype, NaN guard), then every baseline at its batch
   sizes, all in this process so ratios compare runs under the same machine conditions.
   `nan_policies` (default: the config's own) set `config.nan_policy`; 'off' times the epoch
@@ -58,7 +59,8 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
   after the config's own; rows carry their variant ('' for the config's own). `rounds` > 1
   runs the whole list that many times, rows interleaved, and keeps each row's median round
   (`merge_rounds`): on a machine whose speed drifts over minutes, every row then sees the
-  same spread of conditions."""
+  same spread of conditions. `on_row` gets every row (of every round) as soon as it is
+  measured, e.g. to keep what a run cut off by a time limit had measured."""
   if rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {rounds}.")
   results = []
@@ -67,7 +69,8 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
       log(f"round {r + 1} of {rounds}")
     results.append(_one_round(config, images, labels, batch_sizes, dtypes, baselines or {},
                               baseline_batch_sizes, steps, repeats, warmup,
-                              settings(config, nan_policies, nan_checks, variants), log))
+                              settings(config, nan_policies, nan_checks, variants), log,
+                              on_row))
   return merge_rounds(results)
 
 
@@ -106,7 +109,7 @@ def settings(config, nan_policies: Sequence[str], nan_checks: Sequence[str],
 
 
 def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_batch_sizes,
-               steps, repeats, warmup, row_settings, log) -> list[dict]:
+               steps, repeats, warmup, row_settings, log, on_row) -> list[dict]:
   rows = []
   for batch_size in batch_sizes:
     for dtype in dtypes:
@@ -116,12 +119,14 @@ def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_
         log(f"genjax {c.model} batch {batch_size} {dtype} {overrides} ...")
         rows.append({**genjax_row(c, images, labels, steps=steps, repeats=repeats,
                                   warmup=warmup), "variant": variant})
+        on_row(rows[-1])
         log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
   for name, fn in baselines.items():
     for batch_size in (baseline_batch_sizes or batch_sizes):
       log(f"{name} batch {batch_size} ...")
       rows.append(baseline_row(name, fn, images, batch_size=batch_size, steps=steps,
                                model=config.model))
+      on_row(rows[-1])
       log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
   return rows
 
