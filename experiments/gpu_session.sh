@@ -22,13 +22,13 @@
 # epochs with D's update on real and fake as one batch (--config.d_joint_batch), with four
 # steps per scan iteration (--config.scan_unroll=4), with each network's Adam on one flat
 # vector (--config.flatten_optimizer), with all three and with all three on the Philox PRNG,
-# beside the plain rows and the tutorial (new 2026-12-01); `bench_fused_cublas` its plain and
-# all-three rows with cuBLAS's products (next). `bench_cublas`: the epochs of
+# beside the plain rows and the tutorial; `bench_fused_cublas` its plain and all-three rows
+# with cuBLAS's products (next); both ran on the H200 on 2026-12-04 (RESULTS.md). `bench_cublas`: the epochs of
 # `bench_graphs` with the matrix products through cuBLAS, not XLA's Triton GEMM fusions
-# (--xla_gpu_enable_triton_gemm=false; new 2026-12-01, not yet run on a GPU). `bench_highest`:
+# (--xla_gpu_enable_triton_gemm=false; slower at batch 64 on the H200, 2026-12-04). `bench_highest`:
 # genjax's fp32 epochs with full fp32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's
 # default multiplies fp32 in TF32 on the GPU, PyTorch's does not) beside the tutorial and the
-# tuned resident baseline (new 2026-12-02, not yet run on a GPU).
+# tuned resident baseline (run on the H200 on 2026-12-04).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
