@@ -23,10 +23,10 @@
 # steps per scan iteration (--config.scan_unroll=4), with each network's Adam on one flat
 # vector (--config.flatten_optimizer), with all three and with all three on the Philox PRNG,
 # beside the plain rows and the tutorial; `bench_fused_cublas` its plain and all-three rows
-# with cuBLAS's products (next); both ran on the H200 on 2026-12-04 (RESULTS.md). `bench_cublas`: the epochs of
-# `bench_graphs` with the matrix products through cuBLAS, not XLA's Triton GEMM fusions
-# (--xla_gpu_enable_triton_gemm=false; slower at batch 64 on the H200, 2026-12-04). `bench_highest`:
-# genjax's fp32 epochs with full fp32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's
+# with cuBLAS's products (next); both ran on the H200 on 2026-12-04 (RESULTS.md).
+# `bench_cublas`: the epochs of `bench_graphs` with the matrix products through cuBLAS, not
+# XLA's Triton GEMM fusions (--xla_gpu_enable_triton_gemm=false; slower at batch 64 on the
+# H200, 2026-12-04). `bench_highest`: genjax's fp32 epochs with full fp32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's
 # default multiplies fp32 in TF32 on the GPU, PyTorch's does not) beside the tutorial and the
 # tuned resident baseline (run on the H200 on 2026-12-04).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
