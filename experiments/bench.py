@@ -10,9 +10,10 @@
   python experiments/bench.py --config=experiments/configs/<x>.py --steps=50 --baselines=
 
 Prints a markdown table; writes bench.md and bench.json (rows + device, the baselines' torch
-device, versions, date, load) to --out, and rows.jsonl there as the rows come (the environment,
-then one row a line: what a run cut off by a time limit had measured). The PyTorch baselines need torch (the `bench` extra)
-and are skipped with a message when it is absent. Baselines per model
+device, versions, date, load) to --out, and rows.jsonl there as the rows come (the
+environment, then one row a line: what a run cut off by a time limit had measured). The
+PyTorch baselines need torch (the `bench` extra) and are skipped with a message when it is
+absent. Baselines per model
 (experiments/benchmarks/registry.py): mlp_gan -> torch_tutorial, torch_resident,
 torch_resident_tuned; dcgan -> torch_dcgan; vae_mlp / vae_conv -> torch_vae_mlp /
 torch_vae_conv; pixelcnn -> torch_pixelcnn. A baseline of another model, or of a config that
