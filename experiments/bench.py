@@ -102,6 +102,20 @@ def _baselines(config, names, device, threads):
           for n, fn in chosen.items() for t in threads}, where
 
 
+def _row_log(out_dir, env):
+  """Starts out_dir/rows.jsonl with `env`; returns fn(row) appending one row a line, so a run
+  cut off by a time limit keeps the rows it had measured."""
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "rows.jsonl")
+  with open(path, "w") as f:
+    f.write(json.dumps({"environment": env}) + "\n")
+
+  def keep_row(row):
+    with open(path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+  return keep_row
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -125,16 +139,7 @@ def main(argv):
   env = bench.environment()
   env["torch_device"] = torch_device  # Where the baselines ran (None: no baselines).
   print(f"{env['device']}, load average before: {env['load_average_1_5_15']}", flush=True)
-  if _OUT.value:  # Each row as it is measured: a run cut off by a time limit keeps them.
-    os.makedirs(_OUT.value, exist_ok=True)
-    with open(os.path.join(_OUT.value, "rows.jsonl"), "w") as f:
-      f.write(json.dumps({"environment": env}) + "\n")
-
-  def keep_row(row):
-    if _OUT.value:
-      with open(os.path.join(_OUT.value, "rows.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
-
+  keep_row = _row_log(_OUT.value, env) if _OUT.value else lambda _: None
   rows = bench.run_suite(
       config, dataset.images, dataset.labels,
       batch_sizes=[int(b) for b in _BATCH.value or [config.batch_size]],
@@ -151,7 +156,6 @@ def main(argv):
   md = bench.to_markdown(rows, env)
   print(md)
   if _OUT.value:
-    os.makedirs(_OUT.value, exist_ok=True)
     with open(os.path.join(_OUT.value, "bench.md"), "w") as f:
       f.write(md)
     with open(os.path.join(_OUT.value, "bench.json"), "w") as f:

@@ -26,9 +26,10 @@
 # with cuBLAS's products (next); both ran on the H200 on 2026-12-04 (RESULTS.md).
 # `bench_cublas`: the epochs of `bench_graphs` with the matrix products through cuBLAS, not
 # XLA's Triton GEMM fusions (--xla_gpu_enable_triton_gemm=false; slower at batch 64 on the
-# H200, 2026-12-04). `bench_highest`: genjax's fp32 epochs with full fp32 matrix products (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's
-# default multiplies fp32 in TF32 on the GPU, PyTorch's does not) beside the tutorial and the
-# tuned resident baseline (run on the H200 on 2026-12-04).
+# H200, 2026-12-04). `bench_highest`: genjax's fp32 epochs with full fp32 matrix products
+# (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's default multiplies fp32 in TF32 on the GPU,
+# PyTorch's does not) beside the tutorial and the tuned resident baseline (run on the H200 on
+# 2026-12-04).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -111,21 +112,23 @@ models() {
   done
 }
 
-bench_with_xla_flags() {  # bench_with_xla_flags NAME FLAGS: the MLP GAN's epochs under FLAGS
-  stage "$1" 150 env XLA_FLAGS="${XLA_FLAGS:-} $2" \
+bench_with_xla_flags() {  # bench_with_xla_flags NAME SECONDS FLAGS [BENCH_ARGS...]: the MLP
+  # GAN's epochs under FLAGS (and any further bench.py flags), beside the tutorial.
+  local name=$1 seconds=$2 flags=$3; shift 3
+  stage "$name" "$seconds" env XLA_FLAGS="${XLA_FLAGS:-} $flags" \
     python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial \
-    --baseline_batch_sizes=64 $STEPS --out="$R/$1"
+    --baseline_batch_sizes=64 $STEPS "$@" --out="$R/$name"
 }
 
 bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as one CUDA graph
   # (XLA's command buffers for while loops and conditionals; XLA's default leaves them out).
-  bench_with_xla_flags bench_graphs --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL
+  bench_with_xla_flags bench_graphs 150 --xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL
 }
 
 bench_cublas() {  # issue 6 Must show 1 again, the matrix products through cuBLAS instead of
   # XLA's Triton GEMM fusions (the H200 profile's largest batch-64 kernels, ~10 us a call).
-  bench_with_xla_flags bench_cublas --xla_gpu_enable_triton_gemm=false
+  bench_with_xla_flags bench_cublas 150 --xla_gpu_enable_triton_gemm=false
 }
 
 bench_highest() {  # issue 6 Must show 1, fp32 on both sides: genjax's products in full fp32
@@ -150,10 +153,8 @@ d_joint_batch=True,scan_unroll=4,flatten_optimizer=True" \
 
 bench_fused_cublas() {  # bench_fused's plain and all-three rows again, the matrix products
   # through cuBLAS (--xla_gpu_enable_triton_gemm=false), beside the tutorial.
-  stage bench_fused_cublas 200 env XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" \
-    python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$FUSED" \
-    --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused_cublas"
+  bench_with_xla_flags bench_fused_cublas 200 --xla_gpu_enable_triton_gemm=false \
+    --variants="$FUSED"
 }
 
 quality() {
