@@ -29,7 +29,10 @@
 # H200, 2026-12-04). `bench_highest`: genjax's fp32 epochs with full fp32 matrix products
 # (JAX_DEFAULT_MATMUL_PRECISION=highest; JAX's default multiplies fp32 in TF32 on the GPU,
 # PyTorch's does not) beside the tutorial and the tuned resident baseline (run on the H200 on
-# 2026-12-04).
+# 2026-12-04). `bench_concurrent` (prepared 2026-12-04, not yet run): the epochs with XLA's
+# CONCURRENT command-buffer scheduling (--config.xla_options), with G's two forward passes as
+# one (--config.g_joint_batch), and both with D's joint pass; `bench_concurrent_graphs` the
+# best of those with +WHILE command buffers too.
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -151,6 +154,23 @@ d_joint_batch=True,scan_unroll=4,flatten_optimizer=True" \
     --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused"
 }
 
+bench_concurrent() {  # issue 6 Must show 1, prepared 2026-12-04 (not yet run): independent
+  # kernels of a step side by side (config.xla_options: the epoch's command buffers in XLA's
+  # CONCURRENT scheduling mode, not the default LHS order) and G's two forward passes as one
+  # (config.g_joint_batch), alone and with D's joint pass and scan unroll 4, beside the plain
+  # rows and the tutorial. Most telling rows first: a cut-off stage keeps its rows.jsonl.
+  stage bench_concurrent 420 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$CONCURRENT,g_joint_batch=True,\
+$JOINT,$CONCURRENT;$JOINT,$CONCURRENT;$JOINT;scan_unroll=4,$CONCURRENT;d_joint_batch=True" \
+    --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_concurrent"
+}
+
+bench_concurrent_graphs() {  # bench_concurrent's best candidates with each epoch's whole scan
+  # in one CUDA graph as well (+WHILE command buffers; XLA_FLAGS, not a per-program option).
+  bench_with_xla_flags bench_concurrent_graphs 200 \
+    "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" --variants="$CONCURRENT;$JOINT"
+}
+
 bench_fused_cublas() {  # bench_fused's plain and all-three rows again, the matrix products
   # through cuBLAS (--xla_gpu_enable_triton_gemm=false), beside the tutorial.
   bench_with_xla_flags bench_fused_cublas 200 --xla_gpu_enable_triton_gemm=false \
@@ -204,14 +224,17 @@ if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
     bench|bench_graphs|bench_cublas|bench_highest|bench_fused|bench_fused_cublas|models|quality) ;;
+    bench_concurrent|bench_concurrent_graphs) ;;
     vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
     *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest," \
-         "bench_fused, bench_fused_cublas, models," \
+         "bench_fused, bench_fused_cublas, bench_concurrent, bench_concurrent_graphs, models," \
          "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
 OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"
 FUSED="d_joint_batch=True;scan_unroll=4;flatten_optimizer=True"
+CONCURRENT="xla_options=xla_gpu_command_buffer_scheduling_mode=CONCURRENT"
+JOINT="d_joint_batch=True;g_joint_batch=True"
 SMOKE="${SMOKE:-0}"; SCALE=1; [ "$SMOKE" = 1 ] && SCALE=4
 BUDGET="${GPU_SESSION_SECONDS:-570}"  # keep under the device call's timeout_s
 [ "$SMOKE" = 1 ] && BUDGET=$(( BUDGET * SCALE ))

@@ -61,6 +61,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_devices = 0           # 0: all local devices.
   c.scan_unroll = 1           # Steps fused per iteration of the epoch's lax.scan (multi-step
                               # fusion: XLA schedules k steps as one body; same results).
+  c.xla_options = ""          # XLA compiler options for the training epoch's program (jax.jit's
+                              # compiler_options), XLA_FLAGS syntax: 'name=value name=value',
+                              # e.g. 'xla_gpu_command_buffer_scheduling_mode=CONCURRENT'
+                              # (independent kernels of a GPU step may then run side by side;
+                              # experiments/RESULTS.md). '': XLA's defaults.
   c.init_from = ""            # A work directory: a run with no checkpoint yet starts from its
                               # latest parameters (the last ones) with a fresh optimizer, e.g. to
                               # go on with a decaying rate (genjax.train.warm_start); '': scratch.
@@ -104,6 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.n_critic = 1              # D updates per G update (same real batch, fresh z each).
   c.d_joint_batch = False     # D's update on [real; fake] as one batch (one pass, same loss;
                               # dropout masks drawn once); needs a D without batch statistics.
+  c.g_joint_batch = False     # G's forward passes for D's update and for its own as one batch
+                              # of 2B (the same z and results; one pass instead of two); needs
+                              # a G without batch statistics and n_critic=1.
   c.ada = False               # Adaptive discriminator augmentation (genjax.train.ada).
   c.ada_target = 0.6          # Target of r_t = E[sign D(real)].
   c.ada_interval = 4          # Steps between adjustments of p.
@@ -137,6 +145,32 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_train = 0             # > 0: train on the first num_train / C examples of each of the
                               # C classes present (genjax.data.balanced_subset); 0: all.
   return c
+
+
+def compiler_options(config: ml_collections.ConfigDict) -> dict[str, bool | int | float | str]:
+  """`config.xla_options` ('name=value name=value', a leading '--' allowed) as jax.jit's
+  `compiler_options`: 'true' / 'false' become bools, numbers numbers, the rest strings.
+  Only the syntax is checked here; XLA checks names and values when it compiles
+  (`genjax.train.loop.make_epoch_fn` does so once, first)."""
+  out = {}
+  for item in config.xla_options.split():
+    name, sep, value = item.removeprefix("--").partition("=")
+    if not sep or not name.startswith("xla_") or not value:
+      raise ValueError(f"config.xla_options={config.xla_options!r}: {item!r} is not "
+                       "'xla_<option>=<value>' (options are separated by spaces).")
+    out[name] = _option_value(value)
+  return out
+
+
+def _option_value(text: str) -> bool | int | float | str:
+  if text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
 
 
 def nan_guard(config: ml_collections.ConfigDict) -> str | None:
@@ -232,6 +266,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.parallel not in PARALLEL_MODES:
     raise ValueError(f"config.parallel={config.parallel!r}; use one of {PARALLEL_MODES}.")
   models.compute_dtype(config.compute_dtype)
+  compiler_options(config)
   for key in ("batch_size", "epochs", "checkpoint_every", "keep_checkpoints", "sample_every",
               "num_grid", "latent_dim", "scan_unroll", "iw_train_samples"):
     if int(config[key]) < 1:

@@ -54,3 +54,17 @@ def test_cli_rejects_unknown_config_key(tmp_path):
   assert proc.returncode != 0
   assert "no_such_key" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()  # Nothing ran.
+
+
+def test_xla_options_parse_as_jit_compiler_options():
+  c = config_lib.override(config_lib.base_config(), {"xla_options": (
+      "--xla_gpu_command_buffer_scheduling_mode=CONCURRENT xla_gpu_autotune_level=0 "
+      "xla_gpu_enable_triton_gemm=False xla_gpu_autotune_gemm_rtol=0.01")})
+  assert config_lib.compiler_options(c) == {
+      "xla_gpu_command_buffer_scheduling_mode": "CONCURRENT", "xla_gpu_autotune_level": 0,
+      "xla_gpu_enable_triton_gemm": False, "xla_gpu_autotune_gemm_rtol": 0.01}
+  assert config_lib.compiler_options(config_lib.base_config()) == {}
+  for bad in ("CONCURRENT", "xla_gpu_autotune_level=", "autotune_level=0"):
+    c.xla_options = bad
+    with pytest.raises(ValueError, match=f"config.xla_options='{bad}'.*'xla_<option>=<value>'"):
+      config_lib.validate(c)

@@ -109,6 +109,30 @@ def test_d_joint_batch_trains_with_dropout_and_refuses_batch_statistics():
     run_steps(tiny_config(spectral_norm=True, d_joint_batch=True), 1)
 
 
+@pytest.mark.parametrize("d_joint", [False, True])
+def test_g_joint_batch_equals_the_two_pass_step(d_joint):
+  """`g_joint_batch` makes the fakes of D's update and of G's own in one pass of 2B and takes
+  G's gradient back through it: the same z and dropout keys, so three steps of the tutorial's
+  MLP GAN (D's dropout on) equal the two-pass steps' up to float rounding, alone and with
+  `d_joint_batch`."""
+  runs = []
+  for joint in (False, True):
+    c = tiny_config(model="mlp_gan", lr_d=1e-3, lr_g=1e-3, d_joint_batch=d_joint,
+                    g_joint_batch=joint)
+    c.model_args.dropout_rate = 0.3
+    _, state, m = run_steps(c, 3)
+    runs.append((m, state.d_params, state.g_params, state.d_opt, state.g_opt))
+  for x, y in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(runs[1]), strict=True):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+
+
+def test_g_joint_batch_refuses_batch_statistics_and_several_critic_steps():
+  with pytest.raises(ValueError, match="g_joint_batch needs a generator without batch"):
+    run_steps(tiny_config(model="dcgan", g_joint_batch=True), 1)
+  with pytest.raises(ValueError, match="g_joint_batch.*n_critic=2"):
+    get_task(tiny_config(model="mlp_gan", g_joint_batch=True, n_critic=2))
+
+
 def test_flatten_optimizer_is_the_per_leaf_adam_on_one_vector():
   """`flatten_optimizer` runs each network's Adam on one raveled vector: given the same
   gradients, three steps make the per-leaf Adam's updates; in the GAN step its moments are one

@@ -119,3 +119,29 @@ def test_batch_larger_than_dataset_is_a_clear_error():
   config = config_lib.override(config_lib.base_config(), {"batch_size": 4096})
   with pytest.raises(ValueError, match="batch_size 4096 exceeds the 1438 training examples"):
     config_lib.steps_per_epoch(config, 1438)
+
+
+def test_xla_options_reach_the_epoch_and_bad_ones_are_one_clear_error(monkeypatch):
+  """config.xla_options compile into the loop's epoch (jax.jit's compiler_options): an
+  option XLA does not know, or a bad value, is refused before training, naming the key; a
+  GPU-only option compiles on the CPU, where it leaves the epoch's result as it was."""
+  from genjax.train import loop  # pylint: disable=import-outside-toplevel
+  setup, state, images, labels, _ = _setup(num_examples=192)
+  state_copy = jax.tree.map(lambda x: x.copy(), state)
+  plain, _ = loop.make_epoch_fn(setup)(state, images, labels)
+  concurrent = setup._replace(config=config_lib.override(setup.config, {
+      "xla_options": "xla_gpu_command_buffer_scheduling_mode=CONCURRENT"}))
+  other, _ = loop.make_epoch_fn(concurrent)(state_copy, images, labels)
+  assert_same_trajectory(plain, other)
+  for bad, message in (("xla_no_such_option=1", "No such compile option"),
+                       ("xla_gpu_command_buffer_scheduling_mode=SOMETIMES",
+                        "not a valid enum value")):
+    with pytest.raises(ValueError, match=f"config.xla_options='{bad}': XLA refused it.*"
+                                         f"{message}"):
+      loop.make_epoch_fn(setup._replace(config=config_lib.override(
+          setup.config, {"xla_options": bad})))
+  # The options reach the epoch's own jit: past the check, XLA refuses a bad value there.
+  monkeypatch.setattr(loop, "checked_compiler_options", lambda _: {
+      "xla_gpu_command_buffer_scheduling_mode": "SOMETIMES"})
+  with pytest.raises(jax.errors.JaxRuntimeError, match="SOMETIMES' is not a valid enum"):
+    loop.make_epoch_fn(setup)(plain, images, labels)

@@ -87,10 +87,11 @@ def global_dataset(images: np.ndarray, labels: np.ndarray, mesh) -> tuple[jax.Ar
 
 
 def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | None = None,
-                       nan_step: int = -1, unroll: int = 1):
+                       nan_step: int = -1, unroll: int = 1,
+                       compiler_options: dict | None = None):
   """A jitted `epoch(state, images, labels) -> (state, metrics[steps])` for a split sharded
-  over 'data' (from `global_dataset`); shuffled per device, the state donated; `guard` and
-  `nan_step`, `unroll` as in `parallel.make_epoch`."""
+  over 'data' (from `global_dataset`); shuffled per device, the state donated; `guard`,
+  `nan_step`, `unroll` and `compiler_options` as in `parallel.make_epoch`."""
   step = parallel.guarded_step(task, mesh, mode, nan_step)
   parallel.check_batch_size(batch_size, mesh)
   local_batch = batch_size // mesh.shape[AXIS]
@@ -115,7 +116,7 @@ def make_sharded_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | N
 
   rep, shard = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   return jax.jit(epoch, donate_argnums=0, in_shardings=(rep, shard, shard),
-                 out_shardings=(rep, rep))
+                 out_shardings=(rep, rep), compiler_options=compiler_options or None)
 
 
 def to_host(tree: Any) -> Any:

@@ -12,7 +12,11 @@ vectors ride in `d_stats`), `n_critic`, `lr_g`/`lr_d` (two time-scales), `ada*` 
 augmentation of everything D sees; p in `state.ada`), `d_joint_batch` (D's update sees the
 real and fake batches as one batch of 2B: one forward and backward pass instead of two, the
 same loss; dropout masks drawn once for both; only for discriminators without batch
-statistics, whose updates would change). Class-conditional pairs (modules with
+statistics, whose updates would change), `g_joint_batch` (G's two forward passes of a step,
+the fakes for D's update and for G's own, as one pass over a batch of 2B: G's parameters are
+the same for both, D's update does not touch them; G's gradient comes back through that pass
+with the first half's cotangent zero; only for generators without batch statistics and
+n_critic = 1). Class-conditional pairs (modules with
 `conditional == True`) get `batch['label']` in both G and D; fakes in a step use the real
 batch's labels, so they follow the data's class frequencies.
 
@@ -105,7 +109,11 @@ def make_gan_task(config) -> Task:
   g_tx, d_tx = make_optimizers(config)
   latent_dim, n_critic = config.latent_dim, int(config.n_critic)
   r1_gamma, gp_weight, use_ada = float(config.r1_gamma), float(config.gp_weight), config.ada
-  joint_d = bool(config.d_joint_batch)
+  joint_d, joint_g = bool(config.d_joint_batch), bool(config.g_joint_batch)
+  if joint_g and n_critic != 1:
+    raise ValueError(f"config.g_joint_batch makes the fakes of one D update and one G update "
+                     f"in one pass; config.n_critic={n_critic} asks for {n_critic} D updates "
+                     "per G update. Set g_joint_batch=False or n_critic=1.")
   controller = ada_lib.ada(config.ada_target, config.ada_interval, config.ada_kimg,
                            config.ada_p_init)
 
@@ -132,6 +140,10 @@ def make_gan_task(config) -> Task:
       raise ValueError(f"config.d_joint_batch needs a discriminator without batch statistics; "
                        f"this one keeps {sorted(d_stats)} (spectral norm or batch norm), whose "
                        "updates differ for one joint batch. Set d_joint_batch=False.")
+    if joint_g and g_stats:
+      raise ValueError(f"config.g_joint_batch needs a generator without batch statistics; "
+                       f"this one keeps {sorted(g_stats)}, whose updates differ for one joint "
+                       "batch. Set g_joint_batch=False.")
     return GanState(step=jnp.zeros((), jnp.int32), key=k_state, g_params=g_params,
                     d_params=d_params, g_opt=g_tx.init(g_params), d_opt=d_tx.init(d_params),
                     g_stats=g_stats, d_stats=d_stats, ada=controller.init())
@@ -151,10 +163,7 @@ def make_gan_task(config) -> Task:
     def d_run(*args):
       return d_call(*args, axis_name=axis_name)
 
-    def d_objective(d_params, d_stats, g_params, g_stats, raw_real, labels, z, k_drop, k_aug,
-                    p):
-      fake, _ = g_run(g_params, g_stats, z, labels, True)
-      fake = jax.lax.stop_gradient(fake)
+    def d_objective(d_params, d_stats, fake, raw_real, labels, k_drop, k_aug, p):
       k_real, k_fake = jax.random.split(k_drop)
       k_aug_real, k_aug_fake, k_gp = jax.random.split(k_aug, 3)
       real = maybe_augment(raw_real, k_aug_real, p)
@@ -182,18 +191,26 @@ def make_gan_task(config) -> Task:
         objective = objective + metrics["gp"]
       return objective, (metrics, d_stats, real_logits)
 
-    def g_objective(g_params, g_stats, d_params, d_stats, z, labels, k_drop, k_aug, p):
-      fake, g_stats = g_run(g_params, g_stats, z, labels, True)
+    def g_loss_of_fakes(fake, d_params, d_stats, labels, k_drop, k_aug, p):
       fake_logits, _ = d_run(d_params, d_stats, maybe_augment(fake, k_aug, p), labels, k_drop)
       g_loss = loss.g(fake_logits)
-      return g_loss, ({"g_loss": g_loss}, g_stats)
+      return g_loss, {"g_loss": g_loss}
 
-    def d_update(state: GanState, real, labels, k_z, k_drop, k_aug):
-      """One D update; returns the state with new D params/opt/stats/ADA and metrics."""
-      z = _local_normal(k_z, real.shape[0], latent_dim, axis_name)
+    def g_objective(g_params, g_stats, d_params, d_stats, z, labels, k_drop, k_aug, p):
+      fake, g_stats = g_run(g_params, g_stats, z, labels, True)
+      g_loss, metrics = g_loss_of_fakes(fake, d_params, d_stats, labels, k_drop, k_aug, p)
+      return g_loss, (metrics, g_stats)
+
+    def fakes_for_d(state: GanState, k_z, labels, batch: int):
+      z = _local_normal(k_z, batch, latent_dim, axis_name)
+      return jax.lax.stop_gradient(g_run(state.g_params, state.g_stats, z, labels, True)[0])
+
+    def d_update(state: GanState, real, labels, fake, k_drop, k_aug):
+      """One D update against `fake`; returns the state with new D params/opt/stats/ADA and
+      metrics."""
       d_grads, (metrics, d_stats, real_logits) = jax.grad(d_objective, has_aux=True)(
-          per_device(state.d_params, axis_name), state.d_stats, state.g_params, state.g_stats,
-          real, labels, z, k_drop, k_aug, state.ada.p)
+          per_device(state.d_params, axis_name), state.d_stats, fake, real, labels, k_drop,
+          k_aug, state.ada.p)
       d_updates, d_opt = d_tx.update(mean(d_grads), state.d_opt, state.d_params)
       ada_state = state.ada
       if use_ada:
@@ -211,14 +228,19 @@ def make_gan_task(config) -> Task:
       k_aug_d, k_aug_g = jax.random.split(jax.random.fold_in(key, EXTRA_KEY_TAG))
       k_dd, k_dg, k_aug_d, k_aug_g = (_per_device_key(k, axis_name)
                                       for k in (k_dd, k_dg, k_aug_d, k_aug_g))
+      if joint_g:
+        return joint_g_step(state, real, labels, k_zd, k_dd, k_zg, k_dg, k_aug_d, k_aug_g)
       if n_critic == 1:
-        state, d_metrics = d_update(state, real, labels, k_zd, k_dd, k_aug_d)
+        state, d_metrics = d_update(state, real, labels,
+                                    fakes_for_d(state, k_zd, labels, real.shape[0]), k_dd,
+                                    k_aug_d)
       else:  # The same real batch each time (as WGAN-GP's reference code per G step
         # draws new reals -- here the batch is fixed by the scanned epoch), fresh z.
         keys = jnp.stack([jax.random.split(k, n_critic) for k in (k_zd, k_dd, k_aug_d)], 1)
 
         def body(state, ks):
-          return d_update(state, real, labels, ks[0], ks[1], ks[2])
+          return d_update(state, real, labels, fakes_for_d(state, ks[0], labels, real.shape[0]),
+                          ks[1], ks[2])
 
         state, d_metrics = jax.lax.scan(body, state, keys)
         d_metrics = jax.tree.map(jnp.mean, d_metrics)  # Mean over the critic updates.
@@ -227,12 +249,30 @@ def make_gan_task(config) -> Task:
       g_grads, (g_metrics, g_stats) = jax.grad(g_objective, has_aux=True)(
           per_device(state.g_params, axis_name), state.g_stats, state.d_params, state.d_stats,
           z_g, labels, k_dg, k_aug_g, state.ada.p)
+      return g_apply(state, g_grads, g_stats, {**d_metrics, **g_metrics})
+
+    def g_apply(state: GanState, g_grads, g_stats, metrics):
       g_updates, g_opt = g_tx.update(mean(g_grads), state.g_opt, state.g_params)
       g_params = optax.apply_updates(state.g_params, g_updates)
-
       new_state = state.replace(step=state.step + 1, g_params=g_params, g_opt=g_opt,
                                 g_stats=mean(g_stats))
-      return new_state, mean({**d_metrics, **g_metrics})
+      return new_state, mean(metrics)
+
+    def joint_g_step(state, real, labels, k_zd, k_dd, k_zg, k_dg, k_aug_d, k_aug_g):
+      """The step with G's two forward passes as one (config.g_joint_batch): the same z, keys
+      and updates as the two-pass step, up to float rounding."""
+      batch = real.shape[0]
+      z = jnp.concatenate([_local_normal(k, batch, latent_dim, axis_name) for k in (k_zd, k_zg)])
+      both_labels = None if labels is None else jnp.concatenate([labels, labels])
+      fakes, pullback = jax.vjp(lambda g: g_run(g, state.g_stats, z, both_labels, True)[0],
+                                per_device(state.g_params, axis_name))
+      fake_d, fake_g = jnp.split(fakes, 2)
+      state, d_metrics = d_update(state, real, labels, jax.lax.stop_gradient(fake_d), k_dd,
+                                  k_aug_d)
+      fake_grad, g_metrics = jax.grad(g_loss_of_fakes, has_aux=True)(
+          fake_g, state.d_params, state.d_stats, labels, k_dg, k_aug_g, state.ada.p)
+      (g_grads,) = pullback(jnp.concatenate([jnp.zeros_like(fake_grad), fake_grad]))
+      return g_apply(state, g_grads, state.g_stats, {**d_metrics, **g_metrics})
 
     return step
 

@@ -12,6 +12,7 @@ import threading
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -188,10 +189,26 @@ def make_epoch_fn(setup: Setup, nan_step: int = -1, multi_process: bool = False)
   """The loop's jitted epoch for `setup`: guarded as its config says, `nan_step` >= 0 injects
   a NaN there (fault tests); the benchmarks time and profile this same function."""
   c = setup.config
+  options = checked_compiler_options(c)
   # Multi-process: each device shuffles its share of its process's block.
   make = distributed.make_sharded_epoch if multi_process else parallel.make_epoch
   return make(setup.task, setup.mesh, c.parallel, c.batch_size,
-              guard=config_lib.nan_guard(c), nan_step=nan_step, unroll=c.scan_unroll)
+              guard=config_lib.nan_guard(c), nan_step=nan_step, unroll=c.scan_unroll,
+              compiler_options=options)
+
+
+def checked_compiler_options(config) -> dict:
+  """`config.xla_options` as jax.jit's compiler_options, first compiled into a trivial
+  program on this backend, so that a name or value XLA does not know is one clear error
+  naming the config key before any training (XLA checks them only when it compiles)."""
+  options = config_lib.compiler_options(config)
+  if options:
+    try:
+      jax.jit(lambda: jnp.zeros(()), compiler_options=options).lower().compile()
+    except jax.errors.JaxRuntimeError as e:
+      raise ValueError(f"config.xla_options={config.xla_options!r}: XLA refused it: {e}"
+                       ) from None
+  return options
 
 
 def _guard_failure(record: dict, metrics: dict, state: Any, epoch: int, ckpt: Checkpointer,

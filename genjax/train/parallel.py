@@ -105,10 +105,11 @@ def guarded_step(task, mesh, mode: str, nan_step: int):
 
 
 def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | None = None,
-               nan_step: int = -1, unroll: int = 1):
+               nan_step: int = -1, unroll: int = 1, compiler_options: dict | None = None):
   """A jitted `epoch(state, images_u8, labels) -> (state, metrics[steps])`: one `lax.scan`
   over the whole device-resident split, shuffled on device, the state donated; `guard`,
-  `unroll` and `nan_step` as in `scan_epoch` and `guarded_step`."""
+  `unroll` and `nan_step` as in `scan_epoch` and `guarded_step`; `compiler_options` go to
+  jax.jit (XLA's options for this program only)."""
   step = guarded_step(task, mesh, mode, nan_step)
   check_batch_size(batch_size, mesh)
 
@@ -122,7 +123,7 @@ def make_epoch(task, mesh, mode: str, batch_size: int, *, guard: str | None = No
 
   rep = replicated(mesh)
   return jax.jit(epoch, donate_argnums=0, in_shardings=(rep, rep, rep),
-                 out_shardings=(rep, rep))
+                 out_shardings=(rep, rep), compiler_options=compiler_options or None)
 
 
 def make_single_step(task, mesh, mode: str):
