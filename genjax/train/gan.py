@@ -16,9 +16,9 @@ statistics, whose updates would change), `g_joint_batch` (G's two forward passes
 the fakes for D's update and for G's own, as one pass over a batch of 2B: G's parameters are
 the same for both, D's update does not touch them; G's gradient comes back through that pass
 with the first half's cotangent zero; only for generators without batch statistics and
-n_critic = 1). Class-conditional pairs (modules with
-`conditional == True`) get `batch['label']` in both G and D; fakes in a step use the real
-batch's labels, so they follow the data's class frequencies.
+n_critic = 1). Class-conditional pairs (modules with `conditional == True`) get
+`batch['label']` in both G and D; fakes in a step use the real batch's labels, so they
+follow the data's class frequencies.
 
 Non-trainable collections (batch-norm statistics, spectral-norm vectors) live in
 `g_stats` / `d_stats`, empty dicts for models without them. They are updated by the D call
