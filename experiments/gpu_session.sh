@@ -32,7 +32,8 @@
 # 2026-12-04). `bench_concurrent` (prepared 2026-12-04, not yet run): the epochs with XLA's
 # CONCURRENT command-buffer scheduling (--config.xla_options), with G's two forward passes as
 # one (--config.g_joint_batch), and both with D's joint pass; `bench_concurrent_graphs` the
-# best of those with +WHILE command buffers too.
+# best of those with +WHILE command buffers too; `profile_concurrent` traces the default and
+# that best epoch (kernels per step, their overlap, the GPU's idle share).
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -91,9 +92,11 @@ setup_run() {
   export GENJAX_DATA_DIR="${GENJAX_DATA_DIR:-$CARRY/data}" GENJAX_CACHE_DIR="${GENJAX_CACHE_DIR:-$CARRY/cache}"
   if [ "$SMOKE" = 1 ]; then
     STEPS="--steps=3"; MODEL_STEPS="--steps=2"; EPOCHS="--config.epochs=1"; NUM=500
+    PROFILE_STEPS=2
     BATCHES=64; MODELS="dcgan.py:smoke vae_mlp.py:smoke vae_conv.py:smoke pixelcnn.py:smoke"
   else
     STEPS="--repeats=3"; MODEL_STEPS="--steps=50"; EPOCHS=""; NUM=10000
+    PROFILE_STEPS=200
     BATCHES=64,1024; MODELS="dcgan.py:mnist vae_mlp.py vae_conv.py pixelcnn.py"
   fi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
@@ -165,6 +168,18 @@ $JOINT,$CONCURRENT;$JOINT,$CONCURRENT;$JOINT;scan_unroll=4,$CONCURRENT;d_joint_b
     --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_concurrent"
 }
 
+profile_concurrent() {  # the default epoch and the CONCURRENT + joint-passes one traced
+  # (jax.profiler, first PROFILE_STEPS batches): kernels per step, their overlap (busy /
+  # active > 1) and the GPU's idle share (active / span), in $R/profile_*/profile.md.
+  local -a opts=("--config.xla_options=${CONCURRENT#xla_options=}" --config.d_joint_batch=True
+                 --config.g_joint_batch=True)
+  stage profile_default 60 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --profile_dir=/tmp/genjax_profile_default --steps=$PROFILE_STEPS --out="$R/profile_default"
+  stage profile_concurrent 60 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --profile_dir=/tmp/genjax_profile_concurrent --steps=$PROFILE_STEPS "${opts[@]}" \
+    --out="$R/profile_concurrent"
+}
+
 bench_concurrent_graphs() {  # bench_concurrent's best candidates with each epoch's whole scan
   # in one CUDA graph as well (+WHILE command buffers; XLA_FLAGS, not a per-program option).
   bench_with_xla_flags bench_concurrent_graphs 200 \
@@ -224,10 +239,11 @@ if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
     bench|bench_graphs|bench_cublas|bench_highest|bench_fused|bench_fused_cublas|models|quality) ;;
-    bench_concurrent|bench_concurrent_graphs) ;;
+    bench_concurrent|bench_concurrent_graphs|profile_concurrent) ;;
     vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
     *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest," \
-         "bench_fused, bench_fused_cublas, bench_concurrent, bench_concurrent_graphs, models," \
+         "bench_fused, bench_fused_cublas, bench_concurrent, bench_concurrent_graphs," \
+         "profile_concurrent, models," \
          "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done

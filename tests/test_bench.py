@@ -254,3 +254,41 @@ def test_precision_record_names_torchs_cudnn_convolutions(monkeypatch):
   assert "torch highest (torch's cuDNN convs tf32)" in bench.to_markdown([], env)
   fake.cuda.is_available = lambda: False  # CPU torch: no such line
   assert "torch_cudnn_conv" not in bench.env.matmul_precision()
+
+
+def test_device_timeline_counts_kernels_overlap_and_gaps(tmp_path):
+  """A GPU-like trace: two streams, kernels [0, 10) and [5, 15) overlapping, then [20, 30)
+  after a gap; host events and another process are not the device's."""
+  import gzip  # pylint: disable=import-outside-toplevel
+
+  from genjax.bench import profile  # pylint: disable=import-outside-toplevel
+  meta = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+          {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}},
+          {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #7"}},
+          {"ph": "M", "pid": 1, "tid": 8, "name": "thread_name", "args": {"name": "Stream #8"}},
+          {"ph": "M", "pid": 1, "tid": 9, "name": "thread_name", "args": {"name": "XLA Ops"}}]
+  kernel = lambda tid, ts, dur: {"ph": "X", "pid": 1, "tid": tid, "ts": ts, "dur": dur,
+                                 "name": "gemm_fusion"}
+  events = meta + [kernel(7, 0, 10), kernel(8, 5, 10), kernel(7, 20, 10), kernel(9, 0, 30),
+                   {"ph": "X", "pid": 2, "tid": 1, "ts": 0, "dur": 99, "name": "host"}]
+  path = tmp_path / "trace.json.gz"
+  with gzip.open(path, "wt") as f:
+    json.dump({"traceEvents": events}, f)
+  rows = {r["line"]: r for r in profile.device_timeline(str(path))}
+  assert set(rows) == {"/device:GPU:0 Stream #7", "/device:GPU:0 Stream #8",
+                       "/device:GPU:0 XLA Ops", "streams"}
+  assert rows["streams"] == {"line": "streams", "events": 3, "busy_us": 30.0,
+                             "active_us": 25.0, "span_us": 30.0}
+  assert rows["/device:GPU:0 Stream #7"]["active_us"] == 20.0
+  assert rows["/device:GPU:0 XLA Ops"]["events"] == 1
+
+
+def test_bench_cli_profile_mode_writes_its_table(tmp_path):
+  """--profile_dir traces the loop's epoch (first --steps batches) and writes the ops table to
+  --out/profile.md; XLA:CPU has no device lines, so no timeline table there."""
+  run_python(["experiments/bench.py", "--config=experiments/configs/mlp_gan.py:smoke",
+              f"--profile_dir={tmp_path / 'trace'}", "--steps=2", f"--out={tmp_path}",
+              "--config.xla_options=xla_gpu_command_buffer_scheduling_mode=CONCURRENT"])
+  md = (tmp_path / "profile.md").read_text()
+  assert "2 steps traced" in md and "CONCURRENT" in md and "| op | s | share |" in md
+  assert md.count("\n| ") > 3 and "device line" not in md
