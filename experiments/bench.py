@@ -44,6 +44,9 @@ _STEPS = flags.DEFINE_integer("steps", 0, "Time only the first N batches (0: who
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Timed genjax epochs after the warm-up.")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Run every row this many times, interleaved, "
                                "and report each row's median round.")
+_BASELINES_FIRST = flags.DEFINE_bool("baselines_first", False, "Time the baselines before the "
+                                     "genjax rows (a run cut off by a time limit among many "
+                                     "genjax rows then keeps them in rows.jsonl).")
 _WARMUP = flags.DEFINE_bool("warmup", True, "Run one untimed genjax epoch after compiling.")
 _NAN_POLICIES = flags.DEFINE_list("nan_policies", [], "config.nan_policy values to time, one "
                                   "genjax row each (default: the config's, i.e. the loop's "
@@ -169,7 +172,7 @@ def main(argv):
       baseline_batch_sizes=[int(b) for b in _BASE_BATCH.value] if _BASE_BATCH.value else None,
       steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
       nan_policies=_NAN_POLICIES.value, nan_checks=_NAN_CHECKS.value,
-      variants=_VARIANTS.value, rounds=_ROUNDS.value,
+      variants=_VARIANTS.value, rounds=_ROUNDS.value, baselines_first=_BASELINES_FIRST.value,
       log=lambda m: print(m, flush=True), on_row=keep_row)
   rows = bench.add_ratios(rows, list(baselines))
   env_after = bench.environment()

@@ -124,7 +124,7 @@ bench_with_xla_flags() {  # bench_with_xla_flags NAME SECONDS FLAGS [BENCH_ARGS.
   stage "$name" "$seconds" env XLA_FLAGS="${XLA_FLAGS:-} $flags" \
     python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial \
-    --baseline_batch_sizes=64 $STEPS "$@" --out="$R/$name"
+    --baseline_batch_sizes=64 --baselines_first $STEPS "$@" --out="$R/$name"
 }
 
 bench_graphs() {  # issue 6 Must show 1 again, each epoch's whole lax.scan as one CUDA graph
@@ -160,12 +160,12 @@ d_joint_batch=True,scan_unroll=4,flatten_optimizer=True" \
 bench_concurrent() {  # issue 6 Must show 1, prepared 2026-12-04 (not yet run): independent
   # kernels of a step side by side (config.xla_options: the epoch's command buffers in XLA's
   # CONCURRENT scheduling mode, not the default LHS order) and G's two forward passes as one
-  # (config.g_joint_batch), alone and with D's joint pass and scan unroll 4, beside the plain
-  # rows and the tutorial. Most telling rows first: a cut-off stage keeps its rows.jsonl.
+  # (config.g_joint_batch), alone and with D's joint pass, beside the plain rows and the
+  # tutorial (timed first: a stage cut off among the genjax rows keeps it in rows.jsonl).
   stage bench_concurrent 420 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$CONCURRENT,g_joint_batch=True,\
-$JOINT,$CONCURRENT;$JOINT,$CONCURRENT;$JOINT;scan_unroll=4,$CONCURRENT;d_joint_batch=True" \
-    --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_concurrent"
+$JOINT,$CONCURRENT;$JOINT,$CONCURRENT;d_joint_batch=True" --baselines=torch_tutorial \
+    --baseline_batch_sizes=64 --baselines_first $STEPS --out="$R/bench_concurrent"
 }
 
 profile_concurrent() {  # the default epoch and the CONCURRENT + joint-passes one traced

@@ -166,6 +166,23 @@ def test_rounds_interleave_the_rows_and_keep_each_rows_median_round(digits):
     bench.run_suite(get_config("smoke"), *digits, dtypes=(), rounds=0)
 
 
+def test_baselines_first_times_them_before_the_genjax_rows(digits):
+  """With `baselines_first` a run cut off among its genjax rows has already kept (on_row)
+  what they are compared with; the rows and ratios are the same otherwise."""
+  kept = []
+
+  def fake_baseline(images, *, batch_size, max_steps):
+    assert not kept  # Before any genjax row.
+    return {"epoch_s": 2.0, "steps": max_steps}
+
+  rows = bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,),
+                         baselines={"fake": fake_baseline}, steps=2, warmup=False,
+                         baselines_first=True, on_row=kept.append)
+  assert [r["impl"] for r in kept] == [r["impl"] for r in rows] == ["fake", "genjax"]
+  rows = bench.add_ratios(rows, ["fake"])
+  assert rows[1]["x_fake"] == pytest.approx(rows[1]["steps_per_s"] / 1.0)
+
+
 def test_cpu_model_names_the_bf16_matmul_units(tmp_path):
   info = tmp_path / "cpuinfo"
   info.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu avx2 amx_bf16 "

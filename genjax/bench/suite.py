@@ -48,7 +48,7 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
               baseline_batch_sizes: Sequence[int] | None = None, steps: int = 0,
               repeats: int = 1, warmup: bool = True, nan_policies: Sequence[str] = (),
               nan_checks: Sequence[str] = (), variants: Sequence[str] = (), rounds: int = 1,
-              log: Callable[[str], None] = lambda _: None,
+              baselines_first: bool = False, log: Callable[[str], None] = lambda _: None,
               on_row: Callable[[dict], None] = lambda _: None) -> list[dict]:
   """genjax rows for every (batch size, dtype, NaN guard), then every baseline at its batch
   sizes, all in this process so ratios compare runs under the same machine conditions.
@@ -60,7 +60,9 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
   runs the whole list that many times, rows interleaved, and keeps each row's median round
   (`merge_rounds`): on a machine whose speed drifts over minutes, every row then sees the
   same spread of conditions. `on_row` gets every row (of every round) as soon as it is
-  measured, e.g. to keep what a run cut off by a time limit had measured."""
+  measured, e.g. to keep what a run cut off by a time limit had measured; with
+  `baselines_first` the baselines run (and reach `on_row`) before the genjax rows, so a run
+  cut off among many genjax rows still has what they are compared with."""
   if rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {rounds}.")
   results = []
@@ -70,7 +72,7 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
     results.append(_one_round(config, images, labels, batch_sizes, dtypes, baselines or {},
                               baseline_batch_sizes, steps, repeats, warmup,
                               settings(config, nan_policies, nan_checks, variants), log,
-                              on_row))
+                              on_row, baselines_first))
   return merge_rounds(results)
 
 
@@ -109,8 +111,12 @@ def settings(config, nan_policies: Sequence[str], nan_checks: Sequence[str],
 
 
 def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_batch_sizes,
-               steps, repeats, warmup, row_settings, log, on_row) -> list[dict]:
+               steps, repeats, warmup, row_settings, log, on_row, baselines_first
+               ) -> list[dict]:
   rows = []
+  if baselines_first:
+    rows += _baseline_rows(config, images, batch_sizes, baselines, baseline_batch_sizes, steps,
+                           log, on_row)
   for batch_size in batch_sizes:
     for dtype in dtypes:
       for variant, overrides in row_settings:
@@ -121,6 +127,15 @@ def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_
                                   warmup=warmup), "variant": variant})
         on_row(rows[-1])
         log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
+  if not baselines_first:
+    rows += _baseline_rows(config, images, batch_sizes, baselines, baseline_batch_sizes, steps,
+                           log, on_row)
+  return rows
+
+
+def _baseline_rows(config, images, batch_sizes, baselines, baseline_batch_sizes, steps, log,
+                   on_row) -> list[dict]:
+  rows = []
   for name, fn in baselines.items():
     for batch_size in (baseline_batch_sizes or batch_sizes):
       log(f"{name} batch {batch_size} ...")
