@@ -103,9 +103,11 @@ def device_timeline(trace_path: str) -> list[dict]:
 def profile_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
                   logdir: str, *, steps: int = 20) -> dict:
   """Traces one epoch of `config` (the training loop's, its NaN guard included) on its first
-  `steps` batches into `logdir`; returns `summarize` of the trace plus the trace's path."""
+  `steps` batches into `logdir`; returns `summarize` of the trace plus the trace's path, the
+  steps traced and `device_timeline`."""
   n = steps * config.batch_size
   images, labels = images[:n], labels[:n]
+  steps = images.shape[0] // config.batch_size  # Fewer when the split is smaller.
   setup = loop.build(config, images)
   dev_images, dev_labels = parallel.to_device_dataset(images, labels, setup.mesh)
   state = parallel.put_replicated(setup.init(jax.random.PRNGKey(config.seed)), setup.mesh)
