@@ -119,9 +119,11 @@ models() {
 }
 
 bench_with_xla_flags() {  # bench_with_xla_flags NAME SECONDS FLAGS [BENCH_ARGS...]: the MLP
-  # GAN's epochs under FLAGS (and any further bench.py flags), beside the tutorial.
-  local name=$1 seconds=$2 flags=$3; shift 3
-  stage "$name" "$seconds" env XLA_FLAGS="${XLA_FLAGS:-} $flags" \
+  # GAN's epochs under FLAGS ('' for none; any further bench.py flags after them), beside the
+  # tutorial, which is timed first (a stage cut off among the genjax rows keeps it).
+  local name=$1 seconds=$2 xla="${XLA_FLAGS:+$XLA_FLAGS }$3"; shift 3
+  # No XLA_FLAGS at all when both are empty: XLA reads a blank value as a file name.
+  stage "$name" "$seconds" env ${xla:+"XLA_FLAGS=$xla"} \
     python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
     --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --baselines=torch_tutorial \
     --baseline_batch_sizes=64 --baselines_first $STEPS "$@" --out="$R/$name"
@@ -151,33 +153,31 @@ bench_fused() {  # issue 6 Must show 1, fewer and larger kernels per step: D on 
   # predicate test); each network's Adam on one flat vector (config.flatten_optimizer); all
   # three; all three with the Philox PRNG; beside the plain rows (the default NaN guard) and
   # the tutorial baseline.
-  stage bench_fused 420 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$FUSED,$FUSED;prng_impl=philox4x32,\
-d_joint_batch=True,scan_unroll=4,flatten_optimizer=True" \
-    --baselines=torch_tutorial --baseline_batch_sizes=64 $STEPS --out="$R/bench_fused"
+  bench_with_xla_flags bench_fused 420 "" --variants="$FUSED,$FUSED;prng_impl=philox4x32,\
+d_joint_batch=True,scan_unroll=4,flatten_optimizer=True"
 }
 
 bench_concurrent() {  # issue 6 Must show 1, prepared 2026-12-04 (not yet run): independent
   # kernels of a step side by side (config.xla_options: the epoch's command buffers in XLA's
   # CONCURRENT scheduling mode, not the default LHS order) and G's two forward passes as one
   # (config.g_joint_batch), alone and with D's joint pass, beside the plain rows and the
-  # tutorial (timed first: a stage cut off among the genjax rows keeps it in rows.jsonl).
-  stage bench_concurrent 420 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --batch_sizes=$BATCHES --dtypes=float32,bfloat16 --variants="$CONCURRENT,g_joint_batch=True,\
-$JOINT,$CONCURRENT;$JOINT,$CONCURRENT;d_joint_batch=True" --baselines=torch_tutorial \
-    --baseline_batch_sizes=64 --baselines_first $STEPS --out="$R/bench_concurrent"
+  # tutorial.
+  bench_with_xla_flags bench_concurrent 420 "" --variants="$CONCURRENT,g_joint_batch=True,\
+$JOINT,$CONCURRENT;$JOINT,$CONCURRENT;d_joint_batch=True"
 }
 
 profile_concurrent() {  # the default epoch and the CONCURRENT + joint-passes one traced
   # (jax.profiler, first PROFILE_STEPS batches): kernels per step, their overlap (busy /
   # active > 1) and the GPU's idle share (active / span), in $R/profile_*/profile.md.
-  local -a opts=("--config.xla_options=${CONCURRENT#xla_options=}" --config.d_joint_batch=True
-                 --config.g_joint_batch=True)
-  stage profile_default 60 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --profile_dir=/tmp/genjax_profile_default --steps=$PROFILE_STEPS --out="$R/profile_default"
-  stage profile_concurrent 60 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
-    --profile_dir=/tmp/genjax_profile_concurrent --steps=$PROFILE_STEPS "${opts[@]}" \
-    --out="$R/profile_concurrent"
+  profile_stage profile_default
+  profile_stage profile_concurrent "--config.xla_options=${CONCURRENT#xla_options=}" \
+    --config.d_joint_batch=True --config.g_joint_batch=True
+}
+
+profile_stage() {  # profile_stage NAME [CONFIG_FLAGS...]: one traced MLP GAN epoch.
+  local name=$1; shift
+  stage "$name" 60 python3 experiments/bench.py --config=experiments/configs/mlp_gan.py:mnist \
+    --profile_dir="/tmp/genjax_$name" --steps=$PROFILE_STEPS "$@" --out="$R/$name"
 }
 
 bench_concurrent_graphs() {  # bench_concurrent's best candidates with each epoch's whole scan
