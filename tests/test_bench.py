@@ -291,7 +291,7 @@ def test_device_timeline_counts_kernels_overlap_and_gaps(tmp_path):
   path = tmp_path / "trace.json.gz"
   with gzip.open(path, "wt") as f:
     json.dump({"traceEvents": events}, f)
-  rows = {r["line"]: r for r in profile.device_timeline(str(path))}
+  rows = {r["line"]: r for r in profile.device_timeline(profile.read_trace(str(path)))}
   assert set(rows) == {"/device:GPU:0 Stream #7", "/device:GPU:0 Stream #8",
                        "/device:GPU:0 XLA Ops", "streams"}
   assert rows["streams"] == {"line": "streams", "events": 3, "busy_us": 30.0,

@@ -27,18 +27,23 @@ _SUFFIX = re.compile(r"[.:]\d+$")
 _CONTROL = ("while", "call", "conditional")
 
 
-def _op_events(trace_path: str) -> list[dict]:
+def read_trace(trace_path: str) -> list[dict]:
+  """The events of a Perfetto JSON trace (.json.gz), read once for `summarize` and
+  `device_timeline`."""
   with gzip.open(trace_path, "rt") as f:
     doc = json.load(f)
-  events = doc["traceEvents"] if isinstance(doc, dict) else doc
+  return doc["traceEvents"] if isinstance(doc, dict) else doc
+
+
+def _complete(events: list[dict]) -> list[dict]:
   return [e for e in events if e.get("ph") == "X" and "dur" in e]
 
 
-def summarize(trace_path: str, top: int = 15) -> dict:
+def summarize(events: list[dict], top: int = 15) -> dict:
   """{'total_us', 'ops': [(name, us, share)]} over the trace's complete events whose name
   looks like an HLO op (host-side Python / runtime events excluded)."""
   totals: collections.Counter = collections.Counter()
-  for e in _op_events(trace_path):
+  for e in _complete(events):
     name = e["name"]
     # Runtime events and control-flow ops (whose events enclose their bodies' ops) are not
     # op time of their own.
@@ -68,16 +73,13 @@ def _timeline_row(line: str, events: list[dict]) -> dict:
           "span_us": max(b for _, b in spans) - min(a for a, _ in spans)}
 
 
-def device_timeline(trace_path: str) -> list[dict]:
+def device_timeline(events: list[dict]) -> list[dict]:
   """Per line of each device in the trace (a GPU's streams, XLA's derived lines; processes
   named '/device:...'): `events`, `busy_us` (their durations summed), `active_us` (the
   union of their intervals) and `span_us` (first start to last end); then one row 'streams'
   over every line named 'Stream...' together. busy / active > 1 says kernels overlapped;
   active / span < 1 is the share of the span the device had something running. [] when the
   trace has no device process (XLA:CPU runs its ops on host threads)."""
-  with gzip.open(trace_path, "rt") as f:
-    doc = json.load(f)
-  events = doc["traceEvents"] if isinstance(doc, dict) else doc
   processes, threads = {}, {}
   for e in events:
     if e.get("ph") == "M" and e.get("name") == "process_name":
@@ -85,9 +87,8 @@ def device_timeline(trace_path: str) -> list[dict]:
     elif e.get("ph") == "M" and e.get("name") == "thread_name":
       threads[(e["pid"], e["tid"])] = e["args"]["name"]
   lines = collections.defaultdict(list)
-  for e in events:
-    if e.get("ph") == "X" and "dur" in e and processes.get(e.get("pid"), "").startswith(
-        "/device:"):
+  for e in _complete(events):
+    if processes.get(e.get("pid"), "").startswith("/device:"):
       lines[(e["pid"], e.get("tid"))].append(e)
   rows, streams = [], []
   for (pid, tid), line_events in sorted(lines.items(), key=lambda kv: str(kv[0])):
@@ -122,5 +123,6 @@ def profile_epoch(config: ml_collections.ConfigDict, images: np.ndarray, labels:
                            recursive=True), key=os.path.getmtime)
   if not paths:
     raise FileNotFoundError(f"jax.profiler wrote no Perfetto trace under {logdir}.")
-  return {"trace": paths[-1], "steps": steps, "timeline": device_timeline(paths[-1]),
-          **summarize(paths[-1])}
+  events = read_trace(paths[-1])
+  return {"trace": paths[-1], "steps": steps, "timeline": device_timeline(events),
+          **summarize(events)}
