@@ -80,6 +80,11 @@ def _local_normal(key: jax.Array, local_batch: int, dim: int, axis_name: str | N
                                       local_batch)
 
 
+def _twice(labels: jax.Array | None) -> jax.Array | None:
+  """The labels of a joint batch of 2B made of two halves with the same labels."""
+  return None if labels is None else jnp.concatenate([labels, labels])
+
+
 def on_axis(module, axis_name: str | None):
   """`module` with its batch norms averaging their statistics over the mesh axis `axis_name`,
   for modules with an `axis_name` field (e.g. DCGenerator); any other module unchanged."""
@@ -169,7 +174,7 @@ def make_gan_task(config) -> Task:
       real = maybe_augment(raw_real, k_aug_real, p)
       fake = maybe_augment(fake, k_aug_fake, p)
       if joint_d:  # One pass over [real; fake]: fewer, larger kernels.
-        both_labels = None if labels is None else jnp.concatenate([labels, labels])
+        both_labels = _twice(labels)
         logits, d_stats = d_run(d_params, d_stats, jnp.concatenate([real, fake]),
                                 both_labels, k_real)
         real_logits, fake_logits = jnp.split(logits, 2)
@@ -263,7 +268,7 @@ def make_gan_task(config) -> Task:
       and updates as the two-pass step, up to float rounding."""
       batch = real.shape[0]
       z = jnp.concatenate([_local_normal(k, batch, latent_dim, axis_name) for k in (k_zd, k_zg)])
-      both_labels = None if labels is None else jnp.concatenate([labels, labels])
+      both_labels = _twice(labels)
       fakes, pullback = jax.vjp(lambda g: g_run(g, state.g_stats, z, both_labels, True)[0],
                                 per_device(state.g_params, axis_name))
       fake_d, fake_g = jnp.split(fakes, 2)
