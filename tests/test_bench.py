@@ -145,6 +145,28 @@ def test_variants_add_rows_with_their_config_overrides(digits):
                     variants=("d_joint_batc=True",), steps=2, warmup=False)
 
 
+@pytest.mark.parametrize("variant, error, match", [
+    ("xla_options=xla_no_such_option=1", ValueError, "xla_options.*XLA refused"),
+    ("g_joint_batch=True;n_critic=2", ValueError, "g_joint_batch"),
+    ("batch_size=4096", ValueError, "batch"),
+])
+def test_a_variant_refused_is_one_error_before_any_row_is_timed(digits, variant, error, match):
+  """The last variant is refused by XLA or genjax: the run stops before the baselines and the
+  rows before it spend their time (on an accelerator, minutes of a short lease)."""
+  timed = []
+
+  def baseline(images, *, batch_size, max_steps):
+    timed.append("baseline")
+    return {"epoch_s": 1.0, "steps": max_steps}
+
+  with pytest.raises(error, match=match):
+    bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_policies=("off",),
+                    baselines={"fake": baseline}, baselines_first=True,
+                    variants=("d_joint_batch=True", variant), steps=2, warmup=False,
+                    on_row=timed.append)
+  assert timed == []
+
+
 def test_rounds_interleave_the_rows_and_keep_each_rows_median_round(digits):
   calls = []
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from genjax import config as config_lib
 from genjax.bench.timing import time_epoch
+from genjax.train import loop
 
 Baseline = Callable[..., dict]
 
@@ -62,18 +63,40 @@ def run_suite(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.
   same spread of conditions. `on_row` gets every row (of every round) as soon as it is
   measured, e.g. to keep what a run cut off by a time limit had measured; with
   `baselines_first` the baselines run (and reach `on_row`) before the genjax rows, so a run
-  cut off among many genjax rows still has what they are compared with."""
+  cut off among many genjax rows still has what they are compared with. Every genjax row's
+  config is checked before anything is timed (`row_configs`)."""
   if rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {rounds}.")
+  rows_to_time = row_configs(config, images, labels, batch_sizes, dtypes,
+                             settings(config, nan_policies, nan_checks, variants))
   results = []
   for r in range(rounds):
     if rounds > 1:
       log(f"round {r + 1} of {rounds}")
-    results.append(_one_round(config, images, labels, batch_sizes, dtypes, baselines or {},
-                              baseline_batch_sizes, steps, repeats, warmup,
-                              settings(config, nan_policies, nan_checks, variants), log,
+    results.append(_one_round(config, images, labels, batch_sizes, baselines or {},
+                              baseline_batch_sizes, steps, repeats, warmup, rows_to_time, log,
                               on_row, baselines_first))
   return merge_rounds(results)
+
+
+def row_configs(config, images: np.ndarray, labels: np.ndarray, batch_sizes: Sequence[int],
+                dtypes: Sequence[str], row_settings: Sequence[tuple[str, dict]]
+                ) -> list[tuple[str, dict, ml_collections.ConfigDict]]:
+  """(variant, overrides, config) of every genjax row in timing order, each config built
+  (`loop.build`: genjax's own checks and refusals) and its XLA options compiled once
+  (`loop.checked_compiler_options`): a row genjax or XLA refuses is one error before the
+  first row is timed, not after the rows before it have spent their (accelerator) time."""
+  out = []
+  for batch_size in batch_sizes:
+    for dtype in dtypes:
+      for variant, overrides in row_settings:
+        c = config_lib.override(config, {"batch_size": batch_size, "compute_dtype": dtype,
+                                         **overrides})
+        config_lib.steps_per_epoch(c, len(labels))  # One clear error if no batch fits.
+        loop.build(c, images[:1])
+        loop.checked_compiler_options(c)
+        out.append((variant, overrides, c))
+  return out
 
 
 def guard_settings(config, nan_policies: Sequence[str], nan_checks: Sequence[str]
@@ -110,23 +133,18 @@ def settings(config, nan_policies: Sequence[str], nan_checks: Sequence[str],
           for guard in guard_settings(config, nan_policies, nan_checks)]
 
 
-def _one_round(config, images, labels, batch_sizes, dtypes, baselines, baseline_batch_sizes,
-               steps, repeats, warmup, row_settings, log, on_row, baselines_first
-               ) -> list[dict]:
+def _one_round(config, images, labels, batch_sizes, baselines, baseline_batch_sizes, steps,
+               repeats, warmup, rows_to_time, log, on_row, baselines_first) -> list[dict]:
   rows = []
   if baselines_first:
     rows += _baseline_rows(config, images, batch_sizes, baselines, baseline_batch_sizes, steps,
                            log, on_row)
-  for batch_size in batch_sizes:
-    for dtype in dtypes:
-      for variant, overrides in row_settings:
-        c = config_lib.override(config, {"batch_size": batch_size, "compute_dtype": dtype,
-                                         **overrides})
-        log(f"genjax {c.model} batch {batch_size} {dtype} {overrides} ...")
-        rows.append({**genjax_row(c, images, labels, steps=steps, repeats=repeats,
-                                  warmup=warmup), "variant": variant})
-        on_row(rows[-1])
-        log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
+  for variant, overrides, c in rows_to_time:
+    log(f"genjax {c.model} batch {c.batch_size} {c.compute_dtype} {overrides} ...")
+    rows.append({**genjax_row(c, images, labels, steps=steps, repeats=repeats,
+                              warmup=warmup), "variant": variant})
+    on_row(rows[-1])
+    log(f"  {rows[-1]['steps_per_s']:.2f} steps/s")
   if not baselines_first:
     rows += _baseline_rows(config, images, batch_sizes, baselines, baseline_batch_sizes, steps,
                            log, on_row)
