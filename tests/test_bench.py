@@ -145,12 +145,12 @@ def test_variants_add_rows_with_their_config_overrides(digits):
                     variants=("d_joint_batc=True",), steps=2, warmup=False)
 
 
-@pytest.mark.parametrize("variant, error, match", [
-    ("xla_options=xla_no_such_option=1", ValueError, "xla_options.*XLA refused"),
-    ("g_joint_batch=True;n_critic=2", ValueError, "g_joint_batch"),
-    ("batch_size=4096", ValueError, "batch"),
+@pytest.mark.parametrize("variant, match", [
+    ("xla_options=xla_no_such_option=1", "xla_options.*XLA refused"),
+    ("g_joint_batch=True;n_critic=2", "g_joint_batch"),
+    ("batch_size=4096", "batch"),
 ])
-def test_a_variant_refused_is_one_error_before_any_row_is_timed(digits, variant, error, match):
+def test_a_variant_refused_is_one_error_before_any_row_is_timed(digits, variant, match):
   """The last variant is refused by XLA or genjax: the run stops before the baselines and the
   rows before it spend their time (on an accelerator, minutes of a short lease)."""
   timed = []
@@ -159,7 +159,7 @@ def test_a_variant_refused_is_one_error_before_any_row_is_timed(digits, variant,
     timed.append("baseline")
     return {"epoch_s": 1.0, "steps": max_steps}
 
-  with pytest.raises(error, match=match):
+  with pytest.raises(ValueError, match=match):
     bench.run_suite(get_config("smoke"), *digits, batch_sizes=(32,), nan_policies=("off",),
                     baselines={"fake": baseline}, baselines_first=True,
                     variants=("d_joint_batch=True", variant), steps=2, warmup=False,
