@@ -119,20 +119,19 @@ def _row_log(out_dir, env):
   return keep_row
 
 
-def profile_markdown(out: dict) -> str:
-  """`profile.profile_epoch`'s result as markdown: the ops by summed time, then the device's
-  lines (kernels per step, overlap, busy share of the span)."""
-  c = _CONFIG.value
-  lines = [f"{bench.device_description()}; config {c.model}, batch {c.batch_size}, "
-           f"{c.compute_dtype}, d_joint_batch {c.d_joint_batch}, g_joint_batch "
-           f"{c.g_joint_batch}, xla_options {c.xla_options!r}; {out['steps']} steps traced; "
-           f"trace {out['trace']}; op time {out['total_us'] / 1e6:.2f} s (summed over "
-           "threads)", "",
-           "| op | s | share |", "|---|---|---|"]
+def profile_markdown(c, out: dict) -> str:
+  """`profile.profile_epoch`'s result for config `c` as markdown: the ops by summed time, then
+  the device's lines (kernels per step, overlap, busy share of the span)."""
+  header = (f"{bench.device_description()}; config {c.model}, batch {c.batch_size}, "
+            f"{c.compute_dtype}, d_joint_batch {c.d_joint_batch}, g_joint_batch "
+            f"{c.g_joint_batch}, xla_options {c.xla_options!r}; {out['steps']} steps traced; "
+            f"trace {out['trace']}; op time {out['total_us'] / 1e6:.2f} s (summed over "
+            "threads)")
+  lines = [header, "", "| op | s | share |", "|---|---|---|"]
   lines += [f"| {name} | {us / 1e6:.3f} | {share:.1%} |" for name, us, share in out["ops"]]
   if out["timeline"]:
-    lines += ["", "| device line | events | per step | busy ms | active ms | span ms | "
-              "busy / active | active / span |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", ("| device line | events | per step | busy ms | active ms | span ms | "
+                   "busy / active | active / span |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['line']} | {r['events']} | {r['events'] / out['steps']:.1f} | "
               f"{r['busy_us'] / 1e3:.2f} | {r['active_us'] / 1e3:.2f} | "
               f"{r['span_us'] / 1e3:.2f} | {r['busy_us'] / max(r['active_us'], 1e-9):.2f} | "
@@ -154,7 +153,7 @@ def main(argv):
     from genjax.bench import profile  # pylint: disable=import-outside-toplevel
     out = profile.profile_epoch(config, dataset.images, dataset.labels, _PROFILE.value,
                                 steps=_STEPS.value or 20)
-    md = profile_markdown(out)
+    md = profile_markdown(config, out)
     print(md)
     if _OUT.value:
       os.makedirs(_OUT.value, exist_ok=True)
