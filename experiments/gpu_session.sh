@@ -33,7 +33,10 @@
 # CONCURRENT command-buffer scheduling (--config.xla_options), with G's two forward passes as
 # one (--config.g_joint_batch), and both with D's joint pass; `bench_concurrent_graphs` the
 # best of those with +WHILE command buffers too; `profile_concurrent` traces the default and
-# that best epoch (kernels per step, their overlap, the GPU's idle share).
+# that best epoch (kernels per step, their overlap, the GPU's idle share). `bench_tiling`
+# (prepared 2026-12-04, fifth session, not yet run): the batch-64 epochs with XLA's
+# exhaustive search over Triton GEMM tilings for the step's small products, alone and with
+# CONCURRENT scheduling and both joint passes.
 # `bash experiments/gpu_session.sh vae_gated` (or `vae_conv`, `pixelcnn`, `gated_pixelcnn`; a
 # call of its own, in a session with the device time for it) trains that model for as many
 # epochs as TRAIN_SECONDS (default 270, so that the four 60 s parts of the evaluation fit the
@@ -170,7 +173,7 @@ profile_concurrent() {  # the default epoch and the CONCURRENT + joint-passes on
   # (jax.profiler, first PROFILE_STEPS batches): kernels per step, their overlap (busy /
   # active > 1) and the GPU's idle share (active / span), in $R/profile_*/profile.md.
   profile_stage profile_default
-  profile_stage profile_concurrent "--config.xla_options=${CONCURRENT#xla_options=}" \
+  profile_stage profile_concurrent "--config.xla_options=$CONCURRENT_OPTION" \
     --config.d_joint_batch=True --config.g_joint_batch=True
 }
 
@@ -184,6 +187,15 @@ bench_concurrent_graphs() {  # bench_concurrent's best candidates with each epoc
   # in one CUDA graph as well (+WHILE command buffers; XLA_FLAGS, not a per-program option).
   bench_with_xla_flags bench_concurrent_graphs 200 \
     "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL" --variants="$CONCURRENT;$JOINT"
+}
+
+bench_tiling() {  # issue 6 Must show 1, prepared 2026-12-04 (not yet run): batch 64 only,
+  # the largest gap to its target. XLA's autotuner times each GEMM fusion's tilings from a set
+  # pruned to near its default ones; xla_gpu_exhaustive_tiling_search times its whole search
+  # space (tile sizes, split-K, warps, stages), at a longer compile. The profile of 2026-11-30
+  # found the batch-64 GEMM fusions the step's largest kernels, about 10 us a call.
+  bench_with_xla_flags bench_tiling 300 "" --batch_sizes=64 \
+    --variants="$TILING,$TILING $CONCURRENT_OPTION;$JOINT"
 }
 
 bench_fused_cublas() {  # bench_fused's plain and all-three rows again, the matrix products
@@ -239,17 +251,19 @@ if [ "${1:-}" = prepare ]; then prepare; exit; fi
 for s in ${*:-}; do
   case $s in
     bench|bench_graphs|bench_cublas|bench_highest|bench_fused|bench_fused_cublas|models|quality) ;;
-    bench_concurrent|bench_concurrent_graphs|profile_concurrent) ;;
+    bench_concurrent|bench_concurrent_graphs|profile_concurrent|bench_tiling) ;;
     vae_conv|vae_gated|pixelcnn|gated_pixelcnn) ;;
     *) echo "unknown stage $s (prepare, bench, bench_graphs, bench_cublas, bench_highest," \
          "bench_fused, bench_fused_cublas, bench_concurrent, bench_concurrent_graphs," \
-         "profile_concurrent, models," \
+         "profile_concurrent, bench_tiling, models," \
          "quality, vae_conv, vae_gated, pixelcnn, gated_pixelcnn)"; exit 2 ;;
   esac
 done
 OUT="${OUT:-runs/gpu_session}"; R="$OUT/r"; mkdir -p "$R"
 FUSED="d_joint_batch=True;scan_unroll=4;flatten_optimizer=True"
-CONCURRENT="xla_options=xla_gpu_command_buffer_scheduling_mode=CONCURRENT"
+CONCURRENT_OPTION="xla_gpu_command_buffer_scheduling_mode=CONCURRENT"
+CONCURRENT="xla_options=$CONCURRENT_OPTION"
+TILING="xla_options=xla_gpu_exhaustive_tiling_search=true"
 JOINT="d_joint_batch=True;g_joint_batch=True"
 SMOKE="${SMOKE:-0}"; SCALE=1; [ "$SMOKE" = 1 ] && SCALE=4
 BUDGET="${GPU_SESSION_SECONDS:-570}"  # keep under the device call's timeout_s
